@@ -1,0 +1,40 @@
+/**
+ * The identifiers RFC 8693 and RFC 6749 define for the token exchange grant and token types.
+ *
+ * @module
+ */
+
+/**
+ * The `grant_type` of a token exchange request.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
+ */
+export const GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/**
+ * Token type identifiers (RFC 8693 §3), for `subjectTokenType`, `actorTokenType` and
+ * `requestedTokenType`.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-3}
+ *
+ * @example Asking for an access token in exchange for an ID token
+ * ```ts
+ * import { TOKEN_TYPES } from "@equinixmetal/token-exchange";
+ *
+ * console.log(TOKEN_TYPES.idToken); // urn:ietf:params:oauth:token-type:id_token
+ * ```
+ */
+export const TOKEN_TYPES = {
+  /** A JWT (RFC 7519); the default subject token type. */
+  jwt: "urn:ietf:params:oauth:token-type:jwt",
+  /** An OAuth 2.0 access token. */
+  accessToken: "urn:ietf:params:oauth:token-type:access_token",
+  /** An OAuth 2.0 refresh token. */
+  refreshToken: "urn:ietf:params:oauth:token-type:refresh_token",
+  /** An OpenID Connect ID token. */
+  idToken: "urn:ietf:params:oauth:token-type:id_token",
+  /** A base64url-encoded SAML 1.1 assertion. */
+  saml1: "urn:ietf:params:oauth:token-type:saml1",
+  /** A base64url-encoded SAML 2.0 assertion. */
+  saml2: "urn:ietf:params:oauth:token-type:saml2",
+} as const;

@@ -1,0 +1,160 @@
+import { DiscoveryError } from "./_errors.ts";
+import {
+  checkHttpOptions,
+  type HttpInternals,
+  type HttpOptions,
+  sendWithRetries,
+} from "./_http.ts";
+import { summarise } from "./_redact.ts";
+import { parseSecureUrl } from "./_url.ts";
+import { USER_AGENT } from "./_version.ts";
+
+/** Options for {@linkcode discoverTokenEndpoint}: how the metadata requests are sent. */
+export interface DiscoverTokenEndpointOptions extends HttpOptions {}
+
+/** How many redirects a metadata request may follow. */
+const MAX_REDIRECTS = 5;
+
+/** The metadata URLs to try for an issuer, in order. */
+export function metadataUrls(issuer: URL): URL[] {
+  const path = issuer.pathname.replace(/\/+$/, "");
+  return [
+    // OpenID Connect Discovery 1.0 §4: the well-known path is appended to the issuer.
+    new URL(`${issuer.origin}${path}/.well-known/openid-configuration`),
+    // RFC 8414 §3.1: the well-known path goes between the host and the issuer's path.
+    new URL(`${issuer.origin}/.well-known/oauth-authorization-server${path}`),
+  ];
+}
+
+type Fetched = { ok: true; metadata: Record<string, unknown> } | { ok: false; reason: string };
+
+/** GETs one metadata document, following https redirects. */
+async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): Promise<Fetched> {
+  let url = start;
+  for (let hop = 0;; hop++) {
+    const { response } = await sendWithRetries(
+      url,
+      { method: "GET", headers: { accept: "application/json", "user-agent": USER_AGENT } },
+      "Issuer",
+      options,
+    );
+    const location = response.headers.get("location");
+    if (response.status >= 300 && response.status < 400 && location !== null) {
+      if (hop === MAX_REDIRECTS) {
+        return { ok: false, reason: `more than ${MAX_REDIRECTS} redirects` };
+      }
+      const next = URL.parse(location, url);
+      if (next === null) {
+        return { ok: false, reason: `a redirect to an invalid URL "${summarise(location)}"` };
+      }
+      try {
+        url = parseSecureUrl(next, "Redirect");
+      } catch (error) {
+        return { ok: false, reason: (error as TypeError).message };
+      }
+      options.onDebug?.(`Following a redirect to ${url.origin}${url.pathname}`);
+      continue;
+    }
+    if (response.status !== 200) return { ok: false, reason: `HTTP ${response.status}` };
+    let metadata: unknown;
+    try {
+      metadata = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(response.body));
+    } catch {
+      return { ok: false, reason: "HTTP 200 with a body that is not JSON" };
+    }
+    if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
+      return { ok: false, reason: "HTTP 200 with JSON that is not an object" };
+    }
+    return { ok: true, metadata: metadata as Record<string, unknown> };
+  }
+}
+
+/**
+ * Finds an issuer's token endpoint from its metadata: OpenID Connect Discovery
+ * (`<issuer>/.well-known/openid-configuration`), then RFC 8414 authorization server metadata
+ * (`/.well-known/oauth-authorization-server<issuer path>`).
+ *
+ * The metadata requests may follow redirects, but only to https (or loopback http) URLs. The
+ * metadata's `issuer` must match the issuer asked for, and its `token_endpoint` must itself be
+ * https (or loopback http).
+ *
+ * @see {@link https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderConfig}
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8414#section-3}
+ *
+ * @param issuer The issuer URL, such as `https://dex.example.com`.
+ * @param options How the metadata requests are sent.
+ * @returns The token endpoint.
+ * @throws {TypeError} If the issuer is not an https (or loopback http) URL.
+ * @throws {DiscoveryError} If no metadata names a usable token endpoint.
+ * @throws {TokenExchangeError} If the issuer cannot be reached (`code` says why).
+ *
+ * @example Discovering Dex's token endpoint
+ * ```ts ignore
+ * import { discoverTokenEndpoint } from "@equinixmetal/token-exchange";
+ *
+ * const tokenEndpoint = await discoverTokenEndpoint("https://dex.example.com");
+ * console.log(tokenEndpoint.href); // https://dex.example.com/token
+ * ```
+ */
+export function discoverTokenEndpoint(
+  issuer: string | URL,
+  options: DiscoverTokenEndpointOptions = {},
+): Promise<URL> {
+  return discover(issuer, options);
+}
+
+/** {@linkcode discoverTokenEndpoint} with the hooks tests use to control time. */
+export async function discover(
+  issuer: string | URL,
+  options: DiscoverTokenEndpointOptions & HttpInternals,
+): Promise<URL> {
+  const issuerUrl = parseSecureUrl(issuer, "Issuer");
+  if (issuerUrl.search !== "") {
+    throw new TypeError(`Issuer "${issuerUrl.href}" must not have a query ("${issuerUrl.search}")`);
+  }
+  checkHttpOptions(options);
+  const expected = issuerUrl.href.replace(/\/+$/, "");
+  const failures: string[] = [];
+  for (const url of metadataUrls(issuerUrl)) {
+    options.onDebug?.(`Discovery: reading ${url.href}`);
+    const result = await fetchMetadata(url, options);
+    if (!result.ok) {
+      failures.push(`${url.href}: ${result.reason}`);
+      continue;
+    }
+    const { metadata } = result;
+    if (typeof metadata.issuer === "string" && metadata.issuer.replace(/\/+$/, "") !== expected) {
+      throw new DiscoveryError(
+        `Issuer metadata at ${url.href} names issuer "${
+          summarise(metadata.issuer)
+        }", not "${expected}": set the issuer to exactly what its tokens say`,
+      );
+    }
+    if (typeof metadata.token_endpoint !== "string") {
+      throw new DiscoveryError(
+        `Issuer metadata at ${url.href} has no "token_endpoint": set the token endpoint instead of the issuer`,
+      );
+    }
+    let tokenEndpoint: URL;
+    try {
+      tokenEndpoint = parseSecureUrl(metadata.token_endpoint, "Discovered token endpoint");
+    } catch (error) {
+      throw new DiscoveryError((error as TypeError).message);
+    }
+    const grants = metadata.grant_types_supported;
+    if (
+      Array.isArray(grants) && !grants.includes("urn:ietf:params:oauth:grant-type:token-exchange")
+    ) {
+      options.onDebug?.(
+        "Discovery: the metadata's grant_types_supported does not list token exchange; trying anyway",
+      );
+    }
+    options.onDebug?.(`Discovery: token endpoint is ${tokenEndpoint.href}`);
+    return tokenEndpoint;
+  }
+  throw new DiscoveryError(
+    `Cannot discover the token endpoint of issuer "${expected}" (${
+      failures.join("; ")
+    }): check the issuer URL or set the token endpoint instead`,
+  );
+}

@@ -1,0 +1,84 @@
+import {
+  checkHttpOptions,
+  type HttpInternals,
+  type HttpOptions,
+  sendWithRetries,
+} from "./_http.ts";
+import { decodeJwt } from "./_jwt.ts";
+import { MASK } from "./_redact.ts";
+import { buildTokenExchangeRequest, type TokenExchangeParameters } from "./_request.ts";
+import { processResponse, type TokenExchangeResponse } from "./_response.ts";
+
+/** Options for {@linkcode exchangeToken}: the request parameters and how to send it. */
+export interface ExchangeTokenOptions extends TokenExchangeParameters, HttpOptions {}
+
+/** Form fields whose values are never shown. */
+const SECRET_FIELDS = new Set(["subject_token", "actor_token", "client_secret"]);
+
+/** Describes the form for debug output, with every secret replaced by its length. */
+export function describeForm(body: URLSearchParams): string {
+  return [...body].map(([name, value]) =>
+    SECRET_FIELDS.has(name)
+      ? `${name}=${MASK} (${value.length} characters${decodeJwt(value) ? ", a JWT" : ""})`
+      : `${name}=${value}`
+  ).join(", ");
+}
+
+/**
+ * Exchanges a token at an OAuth 2.0 token endpoint with RFC 8693 Token Exchange.
+ *
+ * It sends one `POST` with the form parameters that are set, never follows a redirect, gives each
+ * attempt `timeout` milliseconds for headers and body, and retries network errors, timeouts and
+ * 408, 429, 500, 502, 503 and 504 with exponential backoff and jitter (honouring `Retry-After`, up
+ * to 30 s). Other 4xx are never retried.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2}
+ *
+ * @param options The endpoint, the subject token, the optional RFC 8693 parameters, client
+ * authentication and how to send the request.
+ * @returns The issued token and the other fields of the response.
+ * @throws {TypeError} If an option is missing or malformed (checked before anything is sent).
+ * @throws {OAuthError} When the server refuses the exchange with an OAuth error response.
+ * @throws {TokenExchangeError} For every other failure; its `code` says which.
+ *
+ * @example Exchanging a CI job's OIDC token for a Google Cloud access token
+ * ```ts ignore
+ * import { exchangeToken } from "@equinixmetal/token-exchange";
+ *
+ * const { accessToken, expiresIn } = await exchangeToken({
+ *   tokenEndpoint: "https://sts.googleapis.com/v1/token",
+ *   subjectToken: Deno.env.get("OIDC_TOKEN")!,
+ *   audience:
+ *     "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/buildkite",
+ *   scope: "https://www.googleapis.com/auth/cloud-platform",
+ *   requestedTokenType: "urn:ietf:params:oauth:token-type:access_token",
+ * });
+ * console.log(`Token valid for ${expiresIn} s`);
+ * ```
+ */
+export function exchangeToken(options: ExchangeTokenOptions): Promise<TokenExchangeResponse> {
+  return exchange(options);
+}
+
+/** {@linkcode exchangeToken} with the hooks tests use to control time. */
+export async function exchange(
+  options: ExchangeTokenOptions & HttpInternals,
+): Promise<TokenExchangeResponse> {
+  const request = buildTokenExchangeRequest(options);
+  checkHttpOptions(options);
+  const debug = options.onDebug;
+  debug?.(`Token endpoint: ${request.url.href}`);
+  debug?.(`Parameters: ${describeForm(request.body)}`);
+  if (request.headers.has("authorization")) {
+    debug?.(`Client authentication: HTTP Basic as "${options.clientId}" (secret ${MASK})`);
+  }
+  const secrets = [options.subjectToken, options.actorToken, options.clientSecret]
+    .filter((secret): secret is string => secret !== undefined);
+  const { response, attempts } = await sendWithRetries(
+    request.url,
+    { method: "POST", headers: request.headers, body: request.body.toString() },
+    "Token endpoint",
+    options,
+  );
+  return processResponse(response, { secrets, onDebug: debug, attempts });
+}

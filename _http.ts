@@ -1,0 +1,309 @@
+// One HTTP request with a per-attempt timeout, retries with backoff, jitter and Retry-After, no
+// redirects, and a cap on the body. Returns the response with its body already read.
+
+import { NetworkError, ResponseTooLargeError, TimeoutError } from "./_errors.ts";
+
+/** Statuses that say "try again later" (RFC 9110 §15, RFC 6585 §4). */
+const RETRYABLE_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
+/** The first backoff, doubled on each retry. */
+const INITIAL_BACKOFF_MS = 500;
+/** The longest backoff between two attempts. */
+const MAX_BACKOFF_MS = 8_000;
+/** The longest `Retry-After` honoured. */
+export const MAX_RETRY_AFTER_MS = 30_000;
+/** The largest response body read, in bytes. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** The per-attempt timeout, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/** Extra attempts on transient failure. */
+export const DEFAULT_RETRIES = 3;
+
+/** How requests are sent, shared by the exchange and discovery. */
+export interface HttpOptions {
+  /** The `fetch` to use. @default {globalThis.fetch} */
+  fetch?: typeof fetch;
+  /** Aborts every attempt and wait at once; the abort reason is thrown as is. */
+  signal?: AbortSignal;
+  /** Time for one attempt (headers and body), in milliseconds. @default {10000} */
+  timeout?: number;
+  /** Extra attempts on network errors, timeouts and 408, 429, 500, 502, 503, 504. @default {3} */
+  retries?: number;
+  /** Receives one line per step, never a secret. */
+  onDebug?: (line: string) => void;
+}
+
+/** Hooks for tests that need to control time and chance. Not part of the public API. */
+export interface HttpInternals {
+  /** Waits; must reject with the signal's reason when it aborts. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** A number in [0, 1) for jitter. */
+  random?: () => number;
+  /** The current time in milliseconds since the epoch, for Retry-After dates. */
+  now?: () => number;
+  /** The body size cap in bytes. */
+  maxBodyBytes?: number;
+}
+
+/** Checks the options shared by every request. */
+export function checkHttpOptions(options: HttpOptions): void {
+  const { timeout, retries } = options;
+  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) {
+    throw new TypeError(
+      `Cannot use timeout "${timeout}": it must be a number of milliseconds above 0`,
+    );
+  }
+  if (retries !== undefined && !(Number.isSafeInteger(retries) && retries >= 0)) {
+    throw new TypeError(`Cannot use retries "${retries}": it must be a whole number, 0 or more`);
+  }
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Resolves like `promise`, or rejects with the signal's reason as soon as it aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/**
+ * Parses a `Retry-After` header (RFC 9110 §10.2.3): delay-seconds or an HTTP date.
+ *
+ * @returns The wait in milliseconds, capped at {@linkcode MAX_RETRY_AFTER_MS}, or `undefined`
+ * when the header is absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  let ms: number;
+  if (/^\d+$/.test(text)) {
+    ms = Number(text) * 1000;
+  } else {
+    const date = Date.parse(text);
+    if (Number.isNaN(date) || !/[a-z]/i.test(text)) return undefined;
+    ms = Math.max(0, date - now);
+  }
+  return Math.min(ms, MAX_RETRY_AFTER_MS);
+}
+
+/** The exponential backoff with equal jitter before retry number `retry` (1-based). */
+export function backoffDelay(retry: number, random: () => number): number {
+  const ceiling = Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** (retry - 1));
+  return ceiling / 2 + random() * (ceiling / 2);
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+/**
+ * Reads the whole body, refusing more than `limit` bytes.
+ *
+ * @throws {ResponseTooLargeError} When the body, or its declared `Content-Length`, is over `limit`.
+ */
+export async function readCapped(
+  response: Response,
+  limit: number,
+  what: string,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = Number(response.headers.get("content-length"));
+  if (declared > limit) {
+    await response.body?.cancel().catch(() => {});
+    throw new ResponseTooLargeError(
+      `${what} announced a ${declared}-byte body, more than the ${limit}-byte limit`,
+      limit,
+      { status: response.status },
+    );
+  }
+  if (response.body === null) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        throw new ResponseTooLargeError(
+          `${what} sent a body of more than ${limit} bytes`,
+          limit,
+          { status: response.status },
+        );
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/** A response whose body has been read: what the response processors validate. */
+export interface ReadResponse {
+  /** The HTTP status; 0 for an opaque redirect. */
+  status: number;
+  /** The HTTP reason phrase, if any. */
+  statusText: string;
+  /** The response headers. */
+  headers: Headers;
+  /** `opaqueredirect` where the platform hides a redirect (browsers). */
+  type: ResponseType;
+  /** The body, empty for a redirect. */
+  body: Uint8Array;
+}
+
+/**
+ * Reads a response's body (at most `limit` bytes, none for a redirect) into a {@linkcode ReadResponse}.
+ *
+ * @throws {ResponseTooLargeError} When the body is over `limit`.
+ */
+export async function readResponse(
+  response: Response,
+  limit: number,
+  what: string,
+): Promise<ReadResponse> {
+  const { status, statusText, headers, type } = response;
+  let body: Uint8Array;
+  if (isRedirect(response)) {
+    await response.body?.cancel().catch(() => {});
+    body = new Uint8Array();
+  } else {
+    body = await readCapped(response, limit, what);
+  }
+  return { status, statusText, headers, type, body };
+}
+
+function isRedirect(response: Response): boolean {
+  return response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400);
+}
+
+/** A failure that another attempt cannot mend: the runtime refused the connection itself. */
+function isPermanent(error: unknown): boolean {
+  const name = error instanceof Error ? error.name : "";
+  return name === "NotCapable" || name === "PermissionDenied";
+}
+
+function describeCause(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // Deno: "error sending request for url (…): client error (Connect): tcp connect error: …".
+  return message.replace(/\s+/g, " ").trim() || "unknown error";
+}
+
+/**
+ * Sends a request with timeouts and retries, never following a redirect, and returns the response
+ * with its body read into memory (at most the body size cap), and how many attempts it took.
+ *
+ * A redirect is returned without its body. A retryable status is returned once no retries are
+ * left.
+ *
+ * @param url Where to send it.
+ * @param init The method, headers and body; `redirect` and `signal` are set here.
+ * @param what What the server is, for messages ("Token endpoint").
+ * @throws {NetworkError} When no response arrives.
+ * @throws {TimeoutError} When the last attempt times out.
+ * @throws {ResponseTooLargeError} When the body is over the cap.
+ */
+export async function sendWithRetries(
+  url: URL,
+  init: RequestInit,
+  what: string,
+  options: HttpOptions & HttpInternals = {},
+): Promise<{ response: ReadResponse; attempts: number }> {
+  const fetchFn = options.fetch ?? globalThis.fetch;
+  const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+  const retries = options.retries ?? DEFAULT_RETRIES;
+  const sleep = options.sleep ?? abortableSleep;
+  const random = options.random ?? Math.random;
+  const now = options.now ?? Date.now;
+  const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const debug = options.onDebug;
+  const caller = options.signal;
+  const target = `${url.origin}${url.pathname}`;
+  const attempts = retries + 1;
+
+  for (let attempt = 1;; attempt++) {
+    caller?.throwIfAborted();
+    debug?.(`${init.method ?? "GET"} ${target} (attempt ${attempt} of ${attempts})`);
+    // AbortSignal.timeout rather than setTimeout: in Deno the first setTimeout costs ~3 ms of
+    // start-up, a fifth of a whole exchange.
+    const timer = AbortSignal.timeout(timeout);
+    const signal = caller ? AbortSignal.any([caller, timer]) : timer;
+    let retryReason: string;
+    let retryAfter: number | undefined;
+    try {
+      const response = await raceAbort(
+        fetchFn(url, { ...init, redirect: "manual", signal }),
+        signal,
+      );
+      debug?.(
+        `${what} answered HTTP ${response.status}${
+          response.statusText ? ` ${response.statusText}` : ""
+        }`,
+      );
+      if (RETRYABLE_STATUSES.has(response.status) && attempt < attempts) {
+        await response.body?.cancel().catch(() => {});
+        retryReason = `HTTP ${response.status}`;
+        retryAfter = parseRetryAfter(response.headers.get("retry-after"), now());
+      } else {
+        const read = await raceAbort(readResponse(response, limit, what), signal);
+        return { response: read, attempts: attempt };
+      }
+    } catch (error) {
+      if (caller?.aborted) throw caller.reason;
+      if (error instanceof ResponseTooLargeError) {
+        throw new ResponseTooLargeError(error.message, error.limit, {
+          status: error.status,
+          attempts: attempt,
+        });
+      }
+      if (timer.aborted) {
+        if (attempt >= attempts) {
+          throw new TimeoutError(
+            `${what} "${target}" did not answer within ${seconds(timeout)}`,
+            timeout,
+            { attempts: attempt },
+          );
+        }
+        retryReason = `no answer within ${seconds(timeout)}`;
+      } else if (attempt < attempts && !isPermanent(error)) {
+        retryReason = describeCause(error);
+      } else {
+        throw new NetworkError(
+          `Cannot reach ${what.toLowerCase()} "${target}": ${describeCause(error)}`,
+          { cause: error, attempts: attempt },
+        );
+      }
+    }
+    const wait = retryAfter ?? backoffDelay(attempt, random);
+    debug?.(
+      `${retryReason}; retrying in ${seconds(wait)}${
+        retryAfter === undefined ? "" : " (as Retry-After asks)"
+      }`,
+    );
+    await sleep(wait, caller);
+  }
+}

@@ -1,0 +1,39 @@
+// Masking of secrets in text that came from a server or a subprocess before it is shown to anyone.
+
+/** What a masked secret is replaced with. */
+export const MASK = "***";
+
+// A JWT, or the start of one (a server may echo a truncated token): a base64url JSON header
+// (`eyJ` is `{"`) and whatever segments follow it.
+const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}/g;
+
+/**
+ * Replaces every occurrence of the given secrets, and anything that looks like a JWT, with
+ * {@linkcode MASK}.
+ *
+ * @param text The text to clean.
+ * @param secrets The secrets to mask; empty strings are ignored.
+ * @returns The text with no secret left in it.
+ */
+export function maskSecrets(text: string, secrets: readonly string[] = []): string {
+  let masked = text;
+  // Longest first, so a secret that contains another is masked whole.
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (secret.length >= 3) masked = masked.replaceAll(secret, MASK);
+  }
+  return masked.replace(JWT_PATTERN, MASK);
+}
+
+/**
+ * Masks secrets, flattens the text onto one line (control characters included) and shortens it for an error message.
+ *
+ * @param text The text to summarise.
+ * @param secrets The secrets to mask.
+ * @param limit How many characters to keep.
+ * @returns One line of at most `limit` characters (plus an ellipsis when shortened).
+ */
+export function summarise(text: string, secrets: readonly string[] = [], limit = 200): string {
+  // deno-lint-ignore no-control-regex
+  const line = maskSecrets(text, secrets).replace(/[\s\x00-\x1f\x7f]+/g, " ").trim();
+  return line.length > limit ? `${line.slice(0, limit)}…` : line;
+}

@@ -1,0 +1,20 @@
+import assert from "node:assert/strict";
+import { maskSecrets, summarise } from "./_redact.ts";
+
+Deno.test("maskSecrets() masks known secrets and anything shaped like a JWT", () => {
+  assert.equal(
+    maskSecrets("secret=hunter22 token=eyJhbGciOi.eyJzdWIi.c2ln partial=eyJhbGciOiJSUzI1", [
+      "hunter22",
+    ]),
+    "secret=*** token=*** partial=***",
+  );
+});
+
+Deno.test("maskSecrets() masks the longer of two overlapping secrets whole", () => {
+  assert.equal(maskSecrets("abc-abcdef", ["abc", "abcdef"]), "***-***");
+});
+
+Deno.test("summarise() flattens to one line, drops control characters and shortens", () => {
+  assert.equal(summarise("a\n\tb\u001b[31mc\u0000d", [], 200), "a b [31mc d");
+  assert.equal(summarise("x".repeat(10), [], 4), "xxxx…");
+});

@@ -1,0 +1,165 @@
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES } from "./_constants.ts";
+import { parseSecureUrl } from "./_url.ts";
+import { USER_AGENT } from "./_version.ts";
+
+/** How the client authenticates to the token endpoint (RFC 6749 §2.3.1). */
+export type ClientAuthMethod = "basic" | "post";
+
+/** The parameters of a token exchange request (RFC 8693 §2.1) and the client's credentials. */
+export interface TokenExchangeParameters {
+  /** The token endpoint: https, or http to a loopback address. */
+  tokenEndpoint: string | URL;
+  /** The token that represents the identity of the party on whose behalf the request is made. */
+  subjectToken: string;
+  /**
+   * The type of `subjectToken`.
+   *
+   * @default {"urn:ietf:params:oauth:token-type:jwt"}
+   */
+  subjectTokenType?: string;
+  /** A token that represents the identity of the acting party (delegation). */
+  actorToken?: string;
+  /** The type of `actorToken`; required with it. */
+  actorTokenType?: string;
+  /** Where the issued token is meant to be used, by logical name (`audience`, repeatable). */
+  audience?: string | readonly string[];
+  /** Where the issued token is meant to be used, by absolute URI (`resource`, repeatable). */
+  resource?: string | readonly string[];
+  /** The scopes of the issued token, sent space-separated. */
+  scope?: string | readonly string[];
+  /** The type of token wanted, such as `urn:ietf:params:oauth:token-type:access_token`. */
+  requestedTokenType?: string;
+  /** The client identifier. Without `clientSecret` it is sent as `client_id` (a public client). */
+  clientId?: string;
+  /** The client secret; requires `clientId`. */
+  clientSecret?: string;
+  /**
+   * How `clientSecret` is sent: `basic` (HTTP Basic, each part form-encoded per RFC 6749 §2.3.1)
+   * or `post` (`client_id` and `client_secret` in the body).
+   *
+   * @default {"basic"}
+   */
+  clientAuth?: ClientAuthMethod;
+}
+
+/** A token exchange request, ready for `fetch`. */
+export interface TokenExchangeRequest {
+  /** The token endpoint. */
+  url: URL;
+  /** `Content-Type`, `Accept`, `User-Agent` and, for `basic` client authentication, `Authorization`. */
+  headers: Headers;
+  /** The `application/x-www-form-urlencoded` body. */
+  body: URLSearchParams;
+}
+
+function list(value: string | readonly string[] | undefined): readonly string[] {
+  return value === undefined ? [] : typeof value === "string" ? [value] : value;
+}
+
+function requireText(value: unknown, name: string): void {
+  if (typeof value !== "string" || value.trim() === "") {
+    throw new TypeError(`Cannot use ${name} "${value}": it must be a non-empty string`);
+  }
+}
+
+/** Encodes one value with the application/x-www-form-urlencoded serializer (RFC 6749 §2.3.1). */
+export function formEncode(value: string): string {
+  return new URLSearchParams([["", value]]).toString().slice(1);
+}
+
+/**
+ * Builds a token exchange request: the form body with each optional parameter only when it is set,
+ * and the headers, with client authentication applied.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
+ * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1}
+ *
+ * @param parameters The endpoint, the tokens, the optional RFC 8693 parameters and the client.
+ * @returns The URL, headers and body to send with `POST`.
+ * @throws {TypeError} If a parameter is missing or malformed, or the endpoint is neither https
+ * nor loopback http.
+ *
+ * @example Building a request for Google's STS
+ * ```ts
+ * import { buildTokenExchangeRequest } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const request = buildTokenExchangeRequest({
+ *   tokenEndpoint: "https://sts.googleapis.com/v1/token",
+ *   subjectToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+ *   audience: "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q",
+ *   scope: "https://www.googleapis.com/auth/cloud-platform",
+ * });
+ * assert.equal(request.body.get("grant_type"), "urn:ietf:params:oauth:grant-type:token-exchange");
+ * assert.equal(request.headers.get("content-type"), "application/x-www-form-urlencoded");
+ * ```
+ */
+export function buildTokenExchangeRequest(
+  parameters: TokenExchangeParameters,
+): TokenExchangeRequest {
+  const url = parseSecureUrl(parameters.tokenEndpoint, "Token endpoint");
+  requireText(parameters.subjectToken, "subjectToken");
+  const subjectTokenType = parameters.subjectTokenType ?? TOKEN_TYPES.jwt;
+  requireText(subjectTokenType, "subjectTokenType");
+
+  const body = new URLSearchParams({
+    grant_type: GRANT_TYPE_TOKEN_EXCHANGE,
+    subject_token: parameters.subjectToken,
+    subject_token_type: subjectTokenType,
+  });
+  if (parameters.actorToken !== undefined) {
+    requireText(parameters.actorToken, "actorToken");
+    requireText(parameters.actorTokenType, "actorTokenType");
+    body.append("actor_token", parameters.actorToken);
+    body.append("actor_token_type", parameters.actorTokenType!);
+  } else if (parameters.actorTokenType !== undefined) {
+    throw new TypeError("Cannot use actorTokenType without actorToken: set both or neither");
+  }
+  for (const audience of list(parameters.audience)) {
+    requireText(audience, "audience");
+    body.append("audience", audience);
+  }
+  for (const resource of list(parameters.resource)) {
+    if (!URL.canParse(resource) || new URL(resource).hash !== "") {
+      throw new TypeError(
+        `Cannot use resource "${resource}": it must be an absolute URI without a fragment (RFC 8693 §2.1)`,
+      );
+    }
+    body.append("resource", resource);
+  }
+  const scopes = list(parameters.scope).flatMap((scope) => scope.split(/\s+/)).filter((s) => s);
+  if (scopes.length > 0) body.append("scope", scopes.join(" "));
+  if (parameters.requestedTokenType !== undefined) {
+    requireText(parameters.requestedTokenType, "requestedTokenType");
+    body.append("requested_token_type", parameters.requestedTokenType);
+  }
+
+  const headers = new Headers({
+    "content-type": "application/x-www-form-urlencoded",
+    accept: "application/json",
+    "user-agent": USER_AGENT,
+  });
+  const { clientId, clientSecret, clientAuth = "basic" } = parameters;
+  if (clientAuth !== "basic" && clientAuth !== "post") {
+    throw new TypeError(`Cannot use clientAuth "${clientAuth}": it must be "basic" or "post"`);
+  }
+  if (clientId !== undefined) requireText(clientId, "clientId");
+  if (clientSecret !== undefined) {
+    if (clientId === undefined) {
+      throw new TypeError("Cannot use clientSecret without clientId: set the client ID as well");
+    }
+    if (clientSecret === "") throw new TypeError("Cannot use an empty clientSecret");
+    if (clientAuth === "basic") {
+      headers.set(
+        "authorization",
+        `Basic ${btoa(`${formEncode(clientId)}:${formEncode(clientSecret)}`)}`,
+      );
+    } else {
+      body.append("client_id", clientId);
+      body.append("client_secret", clientSecret);
+    }
+  } else if (clientId !== undefined) {
+    body.append("client_id", clientId);
+  }
+  return { url, headers, body };
+}

@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { buildTokenExchangeRequest, formEncode } from "./_request.ts";
+import { VERSION } from "./_version.ts";
+
+const endpoint = "https://sts.example.com/v1/token";
+
+Deno.test("buildTokenExchangeRequest() sends only the required parameters by default", () => {
+  const request = buildTokenExchangeRequest({ tokenEndpoint: endpoint, subjectToken: "subject" });
+  assert.equal(request.url.href, endpoint);
+  assert.deepEqual([...request.body], [
+    ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+    ["subject_token", "subject"],
+    ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"],
+  ]);
+  assert.deepEqual(Object.fromEntries(request.headers), {
+    accept: "application/json",
+    "content-type": "application/x-www-form-urlencoded",
+    "user-agent": `token-exchange/${VERSION}`,
+  });
+});
+
+Deno.test("buildTokenExchangeRequest() sends every optional RFC 8693 parameter that is set", () => {
+  const request = buildTokenExchangeRequest({
+    tokenEndpoint: endpoint,
+    subjectToken: "subject",
+    subjectTokenType: "urn:ietf:params:oauth:token-type:id_token",
+    actorToken: "actor",
+    actorTokenType: "urn:ietf:params:oauth:token-type:access_token",
+    audience: ["first", "second"],
+    resource: ["https://api.example.com/a", "urn:example:b"],
+    scope: ["read", "write admin"],
+    requestedTokenType: "urn:ietf:params:oauth:token-type:access_token",
+  });
+  assert.deepEqual([...request.body], [
+    ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+    ["subject_token", "subject"],
+    ["subject_token_type", "urn:ietf:params:oauth:token-type:id_token"],
+    ["actor_token", "actor"],
+    ["actor_token_type", "urn:ietf:params:oauth:token-type:access_token"],
+    ["audience", "first"],
+    ["audience", "second"],
+    ["resource", "https://api.example.com/a"],
+    ["resource", "urn:example:b"],
+    ["scope", "read write admin"],
+    ["requested_token_type", "urn:ietf:params:oauth:token-type:access_token"],
+  ]);
+});
+
+Deno.test("buildTokenExchangeRequest() form-encodes Basic credentials per RFC 6749 §2.3.1", () => {
+  const request = buildTokenExchangeRequest({
+    tokenEndpoint: endpoint,
+    subjectToken: "subject",
+    clientId: "ci client:1",
+    clientSecret: "p@ss:w%rd/ x+",
+  });
+  assert.equal(
+    request.headers.get("authorization"),
+    `Basic ${btoa("ci+client%3A1:p%40ss%3Aw%25rd%2F+x%2B")}`,
+  );
+  assert.equal(request.body.has("client_id"), false);
+  assert.equal(request.body.has("client_secret"), false);
+});
+
+Deno.test("buildTokenExchangeRequest() puts the client credentials in the body for post", () => {
+  const request = buildTokenExchangeRequest({
+    tokenEndpoint: endpoint,
+    subjectToken: "subject",
+    clientId: "client",
+    clientSecret: "p@ss:w%rd/ x",
+    clientAuth: "post",
+  });
+  assert.equal(request.headers.has("authorization"), false);
+  assert.equal(request.body.get("client_id"), "client");
+  assert.equal(request.body.get("client_secret"), "p@ss:w%rd/ x");
+});
+
+Deno.test("buildTokenExchangeRequest() sends client_id alone for a public client", () => {
+  const request = buildTokenExchangeRequest({
+    tokenEndpoint: endpoint,
+    subjectToken: "subject",
+    clientId: "public-client",
+  });
+  assert.equal(request.headers.has("authorization"), false);
+  assert.equal(request.body.get("client_id"), "public-client");
+  assert.equal(request.body.has("client_secret"), false);
+});
+
+Deno.test("buildTokenExchangeRequest() refuses bad arguments with a TypeError", async (t) => {
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ["a plain-http endpoint", { tokenEndpoint: "http://sts.example.com/token" }, /must use https/],
+    ["a relative endpoint", { tokenEndpoint: "/token" }, /not an absolute URL/],
+    [
+      "credentials in the URL",
+      { tokenEndpoint: "https://u:p@sts.example.com/" },
+      /must not contain credentials/,
+    ],
+    [
+      "a fragment",
+      { tokenEndpoint: "https://sts.example.com/token#x" },
+      /must not have a fragment/,
+    ],
+    ["an empty subject token", { subjectToken: "" }, /subjectToken/],
+    ["an empty subject token type", { subjectTokenType: " " }, /subjectTokenType/],
+    ["an actor token without its type", { actorToken: "a" }, /actorTokenType/],
+    ["an actor token type alone", { actorTokenType: "t" }, /without actorToken/],
+    ["a relative resource", { resource: "api" }, /absolute URI/],
+    [
+      "a resource with a fragment",
+      { resource: "https://api.example.com/#f" },
+      /without a fragment/,
+    ],
+    ["an empty audience", { audience: [""] }, /audience/],
+    ["a secret without a client", { clientSecret: "s" }, /without clientId/],
+    ["an empty secret", { clientId: "c", clientSecret: "" }, /empty clientSecret/],
+    [
+      "an unknown client auth",
+      { clientId: "c", clientSecret: "s", clientAuth: "jwt" },
+      /"basic" or "post"/,
+    ],
+    ["an empty requested type", { requestedTokenType: "" }, /requestedTokenType/],
+  ];
+  for (const [name, override, message] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () =>
+          buildTokenExchangeRequest(
+            { tokenEndpoint: endpoint, subjectToken: "s", ...override } as never,
+          ),
+        (error: Error) => error instanceof TypeError && message.test(error.message),
+      );
+    });
+  }
+});
+
+Deno.test("buildTokenExchangeRequest() allows plain http only to loopback", () => {
+  for (
+    const url of [
+      "http://localhost:8080/t",
+      "http://127.0.0.1/t",
+      "http://127.9.8.7/t",
+      "http://[::1]:1/t",
+    ]
+  ) {
+    assert.equal(
+      buildTokenExchangeRequest({ tokenEndpoint: url, subjectToken: "s" }).url.protocol,
+      "http:",
+    );
+  }
+  for (const url of ["http://128.0.0.1/t", "http://localhost.example.com/t", "http://10.0.0.1/t"]) {
+    assert.throws(
+      () => buildTokenExchangeRequest({ tokenEndpoint: url, subjectToken: "s" }),
+      TypeError,
+    );
+  }
+});
+
+Deno.test("formEncode() uses the form serializer, not encodeURIComponent", () => {
+  assert.equal(formEncode("a b:c%d@e/f+g~h*i"), "a+b%3Ac%25d%40e%2Ff%2Bg%7Eh*i");
+});

@@ -1,0 +1,276 @@
+import { HttpStatusError, InvalidResponseError, OAuthError, RedirectError } from "./_errors.ts";
+import { DEFAULT_MAX_BODY_BYTES, type ReadResponse, readResponse } from "./_http.ts";
+import { summarise } from "./_redact.ts";
+
+/** A successful token exchange response (RFC 8693 §2.2.1). */
+export interface TokenExchangeResponse {
+  /** The issued token (`access_token`), whatever its type. */
+  accessToken: string;
+  /** The type of the issued token (`issued_token_type`), if the server said. */
+  issuedTokenType: string | undefined;
+  /** How to use the issued token (`token_type`), such as `Bearer` or `N_A`, if the server said. */
+  tokenType: string | undefined;
+  /** The lifetime of the issued token in seconds (`expires_in`), if the server said. */
+  expiresIn: number | undefined;
+  /** The scope of the issued token (`scope`), if the server said. */
+  scope: string | undefined;
+  /** A refresh token (`refresh_token`), if the server issued one. */
+  refreshToken: string | undefined;
+  /** Every field of the response as parsed. */
+  raw: Record<string, unknown>;
+}
+
+/** What the exchange tells the response processor; not part of the public API. */
+export interface ProcessInternals {
+  /** How many attempts it took to get this response, for error messages. */
+  attempts?: number;
+}
+
+/** Options for {@linkcode processTokenExchangeResponse}. */
+export interface ProcessResponseOptions {
+  /** Secrets to mask in any text of the response that reaches an error message. */
+  secrets?: readonly string[];
+  /** Receives a line for each tolerated departure from the RFCs, never a secret. */
+  onDebug?: (line: string) => void;
+}
+
+const WHAT = "Token endpoint";
+
+/** The media type of a response without its parameters, such as `application/json`. */
+function mediaType(response: ReadResponse): string | undefined {
+  return response.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() || undefined;
+}
+
+function describeJson(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+/** The body as UTF-8 text, or `undefined` if it is not UTF-8. */
+function decodeText(body: Uint8Array): string | undefined {
+  try {
+    // A UTF-8 byte order mark is dropped, as RFC 8259 §8.1 allows a parser to do.
+    return new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+function toOAuthError(
+  body: Record<string, unknown>,
+  meta: { status: number; attempts: number },
+  secrets: readonly string[],
+): OAuthError | undefined {
+  const { status } = meta;
+  if (typeof body.error !== "string" || body.error === "") return undefined;
+  const error = summarise(body.error, secrets);
+  const description = typeof body.error_description === "string"
+    ? summarise(body.error_description, secrets, 500)
+    : undefined;
+  const uri = typeof body.error_uri === "string" ? summarise(body.error_uri, secrets) : undefined;
+  const message = `${WHAT} refused the exchange: HTTP ${status}, error "${error}"` +
+    (description ? `: "${description}"` : "") + (uri ? ` (see ${uri})` : "");
+  return new OAuthError(
+    message,
+    status,
+    { error, errorDescription: description, errorUri: uri },
+    meta,
+  );
+}
+
+/**
+ * Validates a token endpoint's response and returns the issued token, in a fixed order: a redirect,
+ * the status, an OAuth error body, the body's JSON, then the required fields.
+ *
+ * Only HTTP 200 with a JSON object holding a non-empty string `access_token` succeeds. A missing
+ * `issued_token_type` or `token_type` is tolerated (real servers omit them) and reported through
+ * `onDebug`. The body is read up to 1 MiB.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.2}
+ * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-5.1}
+ *
+ * @param response The response to a token exchange request.
+ * @param options Secrets to mask in error messages, and a debug sink.
+ * @returns The issued token and the other fields of the response.
+ * @throws {RedirectError} For a 3xx or an opaque redirect.
+ * @throws {OAuthError} For an OAuth 2.0 error response (RFC 6749 §5.2), whatever the status.
+ * @throws {HttpStatusError} For another error status; its message summarises the body.
+ * @throws {InvalidResponseError} For a 2xx other than 200, a body that is not a JSON object, or no
+ * usable `access_token`.
+ * @throws {ResponseTooLargeError} For a body over 1 MiB.
+ *
+ * @example Processing a response
+ * ```ts
+ * import { processTokenExchangeResponse } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const response = Response.json({
+ *   access_token: "ya29.example",
+ *   issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+ *   token_type: "Bearer",
+ *   expires_in: 3599,
+ * });
+ * const result = await processTokenExchangeResponse(response);
+ * assert.equal(result.accessToken, "ya29.example");
+ * assert.equal(result.expiresIn, 3599);
+ * ```
+ */
+export async function processTokenExchangeResponse(
+  response: Response,
+  options: ProcessResponseOptions = {},
+): Promise<TokenExchangeResponse> {
+  return processResponse(await readResponse(response, DEFAULT_MAX_BODY_BYTES, WHAT), options);
+}
+
+/** {@linkcode processTokenExchangeResponse} of a response already read. */
+export function processResponse(
+  response: ReadResponse,
+  options: ProcessResponseOptions & ProcessInternals,
+): TokenExchangeResponse {
+  const secrets = options.secrets ?? [];
+  const debug = options.onDebug;
+  const { status } = response;
+  const meta = { status, attempts: options.attempts ?? 1 };
+
+  if (response.type === "opaqueredirect" || (status >= 300 && status < 400)) {
+    const location = response.headers.get("location") ?? undefined;
+    const where = location === undefined ? "" : ` to "${summarise(location, secrets)}"`;
+    throw new RedirectError(
+      `${WHAT} redirected (HTTP ${status})${where}; the request was not resent: set the token endpoint to the final URL`,
+      status,
+      location === undefined ? undefined : summarise(location, secrets),
+      meta,
+    );
+  }
+
+  const type = mediaType(response);
+  const text = decodeText(response.body);
+  const json = parseJson(text);
+
+  if (status !== 200) {
+    const oauthError = isObject(json) ? toOAuthError(json, meta, secrets) : undefined;
+    if (oauthError) throw oauthError;
+    if (status >= 200 && status < 300) {
+      throw new InvalidResponseError(
+        `${WHAT} answered HTTP ${status}, but a token response must be HTTP 200 (RFC 6749 §5.1)`,
+        meta,
+      );
+    }
+    const excerpt = text === undefined
+      ? "(a body that is not UTF-8 text)"
+      : summarise(text, secrets);
+    throw new HttpStatusError(
+      `${WHAT} answered HTTP ${status}${response.statusText ? ` ${response.statusText}` : ""}` +
+        ` (${type ?? "no content type"})` + (excerpt ? `: "${excerpt}"` : " with an empty body"),
+      status,
+      type,
+      excerpt,
+      meta,
+    );
+  }
+
+  if (text === undefined) {
+    throw new InvalidResponseError(
+      `${WHAT} answered HTTP 200 with a body that is not UTF-8 text`,
+      meta,
+    );
+  }
+  if (json === undefined) {
+    const excerpt = summarise(text, secrets);
+    throw new InvalidResponseError(
+      `${WHAT} answered HTTP 200 with a body that is not JSON (${type ?? "no content type"})` +
+        (excerpt ? `: "${excerpt}"` : ": the body is empty"),
+      meta,
+    );
+  }
+  if (!isObject(json)) {
+    throw new InvalidResponseError(
+      `${WHAT} answered HTTP 200 with ${describeJson(json)} where a JSON object was expected`,
+      meta,
+    );
+  }
+  if (json.access_token === undefined || json.access_token === null) {
+    const oauthError = toOAuthError(json, meta, secrets);
+    if (oauthError) throw oauthError;
+    const fields = Object.keys(json).map((key) => summarise(key, secrets, 40));
+    throw new InvalidResponseError(
+      `${WHAT} answered HTTP 200 without an "access_token" (fields: ${
+        fields.join(", ") || "none"
+      })`,
+      meta,
+    );
+  }
+  if (typeof json.access_token !== "string") {
+    throw new InvalidResponseError(
+      `${WHAT} answered HTTP 200 with ${
+        describeJson(json.access_token)
+      } "access_token" where a string was expected`,
+      meta,
+    );
+  }
+  if (json.access_token.trim() === "") {
+    throw new InvalidResponseError(`${WHAT} answered HTTP 200 with an empty "access_token"`, meta);
+  }
+
+  if (type !== "application/json" && !type?.endsWith("+json")) {
+    debug?.(
+      `The response's content type is ${
+        type ? `"${type}"` : "missing"
+      }, not "application/json"; its JSON body was used anyway`,
+    );
+  }
+  const issuedTokenType = optionalString(json.issued_token_type);
+  const tokenType = optionalString(json.token_type);
+  if (issuedTokenType === undefined) {
+    debug?.(
+      `The response has no string "issued_token_type" (RFC 8693 §2.2.1 requires one); continuing`,
+    );
+  }
+  if (tokenType === undefined) {
+    debug?.(`The response has no string "token_type" (RFC 8693 §2.2.1 requires one); continuing`);
+  }
+  let expiresIn: number | undefined;
+  if (
+    typeof json.expires_in === "number" && Number.isFinite(json.expires_in) && json.expires_in >= 0
+  ) {
+    expiresIn = json.expires_in;
+  } else if (typeof json.expires_in === "string" && /^\d+$/.test(json.expires_in.trim())) {
+    expiresIn = Number(json.expires_in);
+    debug?.(
+      `The response's "expires_in" is the string "${json.expires_in}", not a number; read it as ${expiresIn}`,
+    );
+  } else if (json.expires_in !== undefined) {
+    debug?.(
+      `The response's "expires_in" is ${
+        describeJson(json.expires_in)
+      } that is not a number of seconds; ignored`,
+    );
+  }
+  return {
+    accessToken: json.access_token,
+    issuedTokenType,
+    tokenType,
+    expiresIn,
+    scope: optionalString(json.scope),
+    refreshToken: optionalString(json.refresh_token),
+    raw: json,
+  };
+}
