@@ -1,0 +1,209 @@
+#!/usr/bin/env -S deno run --no-prompt --allow-net --allow-run=buildkite-agent --allow-env
+/**
+ * The `token-exchange` command: exchanges a CI job's OIDC token for a federated access token and
+ * prints it. Every option is a flag that falls back to its `BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*`
+ * variable. Exit status: 0 success, 2 usage or configuration error (found before anything is run
+ * or sent), 1 any other failure.
+ *
+ * Run it with the narrowest permissions: network access to the endpoint's host only, and
+ * `buildkite-agent` as the only program it may run.
+ *
+ * ```sh
+ * deno run --no-prompt --allow-net=sts.example.com --allow-run=buildkite-agent --allow-env \
+ *   jsr:@equinixmetal/token-exchange/cli --token-endpoint https://sts.example.com/token
+ * ```
+ *
+ * @module
+ */
+
+import {
+  type CliConfig,
+  exchangeParameters,
+  helpText,
+  parseCliConfig,
+  UsageError,
+} from "./_cli_options.ts";
+import { discoverTokenEndpoint } from "./_discovery.ts";
+import { OAuthError, TokenExchangeError } from "./_errors.ts";
+import { exchangeToken } from "./_exchange.ts";
+import { decodeJwt } from "./_jwt.ts";
+import { maskSecrets } from "./_redact.ts";
+import type { TokenExchangeResponse } from "./_response.ts";
+import { getSubjectToken, SubjectTokenError } from "./_subject_token.ts";
+import { VERSION } from "./_version.ts";
+
+const PREFIX = "token-exchange:";
+
+const SOURCE_LABELS: Record<CliConfig["source"]["kind"], string> = {
+  buildkite: "Buildkite OIDC token",
+  "github-actions": "GitHub Actions ID token",
+  gitlab: "GitLab ID token",
+  env: "Subject token",
+  file: "Subject token",
+};
+
+/** The claims that identify a token to a trust policy, as one line, or what it is if not a JWT. */
+function identify(label: string, token: string): string {
+  const decoded = decodeJwt(token);
+  if (decoded === undefined) {
+    return `${label}: not a JWT (an opaque ${token.length}-character token)`;
+  }
+  const fields = ["iss", "sub", "aud"].map((name) =>
+    `${name}=${
+      decoded.claims[name] === undefined ? "(none)" : JSON.stringify(decoded.claims[name])
+    }`
+  );
+  return `${label}: ${fields.join(" ")}`;
+}
+
+/** Everything a token says about itself, for --debug: header and claims, never the signature. */
+function explain(label: string, token: string): string {
+  const decoded = decodeJwt(token);
+  if (decoded === undefined) {
+    return `${label}: not a JWT (an opaque ${token.length}-character token)`;
+  }
+  const exp = decoded.claims.exp;
+  const expiry = typeof exp === "number"
+    ? `; expires in ${Math.round(exp - Date.now() / 1000)} s`
+    : "";
+  return `${label}: header ${JSON.stringify(decoded.header)} claims ${
+    JSON.stringify(decoded.claims)
+  }${expiry}`;
+}
+
+/** What to change, for the errors where the message alone does not say. */
+function hint(error: unknown, config: CliConfig): string {
+  if (error instanceof OAuthError) {
+    switch (error.error) {
+      case "invalid_client":
+      case "unauthorized_client":
+        return config.clientId === undefined
+          ? "; the endpoint wants client authentication: set client-id (and client-secret-env)"
+          : "; check client-id, the secret in client-secret-env and client-auth (basic or post)";
+      case "invalid_target":
+        return "; check target-audience and resource against what the endpoint allows";
+      case "invalid_scope":
+        return "; check scope against what the endpoint allows";
+      case "unsupported_grant_type":
+        return "; this endpoint does not do RFC 8693 token exchange: check token-endpoint";
+      case "invalid_grant":
+      case "invalid_request":
+      case "access_denied":
+        return "; check that the endpoint's trust policy accepts the token's iss, sub and aud below";
+    }
+    return "";
+  }
+  if (error instanceof TokenExchangeError) {
+    if (error.code === "timeout") {
+      return ": raise timeout, or check this agent can reach the endpoint";
+    }
+    if (error.code === "network") return ": check the URL and that this agent can reach the host";
+    if (error.status === 404) return ": check the token endpoint URL";
+  }
+  return "";
+}
+
+/** The JSON output: the response fields that are present, in a fixed order. */
+function toJson(result: TokenExchangeResponse): string {
+  return JSON.stringify({
+    access_token: result.accessToken,
+    issued_token_type: result.issuedTokenType,
+    token_type: result.tokenType,
+    expires_in: result.expiresIn,
+    scope: result.scope,
+    refresh_token: result.refreshToken,
+  });
+}
+
+/**
+ * Runs the command.
+ *
+ * @param args The command-line arguments, without the program name.
+ * @param env Reads an environment variable, for the plugin's options and the client secret.
+ * @returns The exit status.
+ */
+export async function main(
+  args: readonly string[],
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): Promise<number> {
+  let config: CliConfig;
+  try {
+    config = parseCliConfig(args, env);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${PREFIX} ${error.message}`);
+    } else if (error instanceof Deno.errors.NotCapable) {
+      console.error(
+        `${PREFIX} Cannot read the environment (${error.message}): run with --allow-env`,
+      );
+    } else {
+      throw error;
+    }
+    return 2;
+  }
+  if (config.help) {
+    console.log(helpText(VERSION));
+    return 0;
+  }
+  if (config.version) {
+    console.log(`token-exchange ${VERSION}`);
+    return 0;
+  }
+
+  const debug = config.debug
+    ? (line: string) => console.error(`${PREFIX} debug: ${line}`)
+    : undefined;
+  const http = { timeout: config.timeout, retries: config.retries, onDebug: debug };
+  const label = SOURCE_LABELS[config.source.kind];
+  let subjectToken: string | undefined;
+  let tokenEndpoint = config.tokenEndpoint;
+  try {
+    subjectToken = await getSubjectToken(config.source, http);
+    debug?.(explain(label, subjectToken));
+    if (tokenEndpoint === undefined) {
+      tokenEndpoint = await discoverTokenEndpoint(config.issuer!, http);
+    }
+    const result = await exchangeToken({
+      ...exchangeParameters(config),
+      ...http,
+      tokenEndpoint,
+      subjectToken,
+    });
+    debug?.(explain("Issued token", result.accessToken));
+    debug?.(
+      `Response: issued_token_type=${result.issuedTokenType ?? "(none)"} token_type=${
+        result.tokenType ?? "(none)"
+      } expires_in=${result.expiresIn ?? "(none)"} scope=${result.scope ?? "(none)"}`,
+    );
+    console.log(config.format === "json" ? toJson(result) : result.accessToken);
+    return 0;
+  } catch (error) {
+    const secrets = [subjectToken, config.clientSecret].filter((s): s is string => !!s);
+    let message: string;
+    if (
+      config.issuer !== undefined && error instanceof TokenExchangeError &&
+      error.code === "network" &&
+      (error.cause as Error | undefined)?.name === "NotCapable"
+    ) {
+      message =
+        `The discovered token endpoint "${tokenEndpoint?.href}" is on another host than the issuer, which this run may not reach: set token-endpoint to it instead of issuer`;
+    } else if (
+      error instanceof TokenExchangeError || error instanceof SubjectTokenError ||
+      error instanceof TypeError
+    ) {
+      message = `${error.message}${hint(error, config)}`;
+    } else {
+      message = `Unexpected error: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    console.error(`${PREFIX} ${maskSecrets(message, secrets)}`);
+    if (subjectToken !== undefined) console.error(`${PREFIX} ${identify(label, subjectToken)}`);
+    if (config.debug && error instanceof Error && error.stack) {
+      console.error(maskSecrets(error.stack, secrets));
+    }
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

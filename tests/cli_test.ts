@@ -1,0 +1,778 @@
+// cli.ts from the outside: a subprocess against a token endpoint on 127.0.0.1, with a recorded
+// stand-in buildkite-agent on PATH. Every run is checked for leaked secrets by runCli().
+
+import assert from "node:assert/strict";
+import { runCli } from "./_cli.ts";
+import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
+import { BUILDKITE_CLAIMS, CLIENT_SECRET, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
+const CLAIMS_LINE =
+  `token-exchange: Buildkite OIDC token: iss="${BUILDKITE_CLAIMS.iss}" sub="${BUILDKITE_CLAIMS.sub}" aud="${BUILDKITE_CLAIMS.aud}"`;
+
+function issued() {
+  return tokenResponse({ access_token: ISSUED_TOKEN });
+}
+
+function assertNoStackTrace(stderr: string) {
+  assert.doesNotMatch(stderr, /^\s+at /m, "stderr holds a stack trace");
+}
+
+Deno.test("cli.ts exchanges the Buildkite OIDC token and prints only the issued token", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(["--token-endpoint", server.url]);
+  assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+    code: 0,
+    stdout: `${ISSUED_TOKEN}\n`,
+    stderr: "",
+  });
+  assert.deepEqual(result.agentCalls, [["oidc", "request-token", "--audience", "buildkite"]]);
+  assert.deepEqual(server.requests.map((r) => r.form), [[
+    ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+    ["subject_token", SUBJECT_TOKEN],
+    ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"],
+  ]]);
+});
+
+Deno.test("cli.ts reads every option from BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variables", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([], {
+    env: {
+      [`${P}TOKEN_ENDPOINT`]: server.url,
+      [`${P}AUDIENCE`]: "sts.example.com",
+      [`${P}LIFETIME`]: "300",
+      [`${P}CLAIMS_0`]: "organization_id",
+      [`${P}CLAIMS_1`]: "pipeline_id",
+      [`${P}SUBJECT_TOKEN_TYPE`]: "urn:ietf:params:oauth:token-type:id_token",
+      [`${P}TARGET_AUDIENCE_0`]: "first",
+      [`${P}TARGET_AUDIENCE_1`]: "second",
+      [`${P}RESOURCE`]: "https://api.example.com",
+      [`${P}SCOPE_0`]: "read",
+      [`${P}SCOPE_1`]: "write",
+      [`${P}REQUESTED_TOKEN_TYPE`]: "urn:ietf:params:oauth:token-type:access_token",
+      [`${P}CLIENT_ID`]: "ci",
+      [`${P}CLIENT_SECRET_ENV`]: "STS_SECRET",
+      [`${P}CLIENT_AUTH`]: "post",
+      [`${P}TIMEOUT`]: "5",
+      [`${P}RETRIES`]: "0",
+      [`${P}DEBUG`]: "false",
+      STS_SECRET: CLIENT_SECRET,
+    },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls, [[
+    "oidc",
+    "request-token",
+    "--audience",
+    "sts.example.com",
+    "--lifetime",
+    "300",
+    "--claim",
+    "organization_id",
+    "--claim",
+    "pipeline_id",
+  ]]);
+  assert.deepEqual(server.requests[0]!.form, [
+    ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+    ["subject_token", SUBJECT_TOKEN],
+    ["subject_token_type", "urn:ietf:params:oauth:token-type:id_token"],
+    ["audience", "first"],
+    ["audience", "second"],
+    ["resource", "https://api.example.com"],
+    ["scope", "read write"],
+    ["requested_token_type", "urn:ietf:params:oauth:token-type:access_token"],
+    ["client_id", "ci"],
+    ["client_secret", CLIENT_SECRET],
+  ]);
+  assert.equal(server.requests[0]!.headers["authorization"], undefined);
+});
+
+Deno.test("cli.ts accepts the seed plugin's buildkite-audience spelling", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([], {
+    env: { [`${P}TOKEN_ENDPOINT`]: server.url, [`${P}BUILDKITE_AUDIENCE`]: "identity-api" },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls, [["oidc", "request-token", "--audience", "identity-api"]]);
+});
+
+Deno.test("cli.ts accepts both audience spellings when they agree", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([], {
+    env: {
+      [`${P}TOKEN_ENDPOINT`]: server.url,
+      [`${P}AUDIENCE`]: "x",
+      [`${P}BUILDKITE_AUDIENCE`]: "x",
+    },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls, [["oidc", "request-token", "--audience", "x"]]);
+});
+
+Deno.test("cli.ts lets a flag win over its variable", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--audience",
+    "from-flag",
+    "--scope",
+    "flag-scope",
+  ], {
+    env: {
+      [`${P}TOKEN_ENDPOINT`]: "https://ignored.example.com/token",
+      [`${P}AUDIENCE`]: "from-env",
+      [`${P}BUILDKITE_AUDIENCE`]: "also-from-env",
+      [`${P}SCOPE`]: "env-scope",
+    },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls, [["oidc", "request-token", "--audience", "from-flag"]]);
+  assert.equal(new URLSearchParams(server.requests[0]!.body).get("scope"), "flag-scope");
+});
+
+Deno.test("cli.ts --format json prints the response fields that are present", async () => {
+  await using server = startTokenEndpoint(() =>
+    Response.json({
+      access_token: ISSUED_TOKEN,
+      token_type: "Bearer",
+      expires_in: 60,
+      scope: "a b",
+      extra: 1,
+    })
+  );
+  const result = await runCli(["--token-endpoint", server.url, "--format", "json"]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    access_token: ISSUED_TOKEN,
+    token_type: "Bearer",
+    expires_in: 60,
+    scope: "a b",
+  });
+  assert.equal(result.stdout.trim().split("\n").length, 1);
+});
+
+Deno.test("cli.ts reads the subject token from a variable, a file or stdin instead of the agent", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  const file = await Deno.makeTempFile();
+  await Deno.writeTextFile(file, `${SUBJECT_TOKEN}\n`);
+  try {
+    const runs: [string, Promise<Awaited<ReturnType<typeof runCli>>>][] = [
+      [
+        "env",
+        runCli(["--token-endpoint", server.url, "--subject-token-env", "MY_TOKEN"], {
+          env: { MY_TOKEN: SUBJECT_TOKEN },
+        }),
+      ],
+      ["file", runCli(["--token-endpoint", server.url, "--subject-token-file", file])],
+      [
+        "stdin",
+        runCli(["--token-endpoint", server.url, "--subject-token-file", "-"], {
+          stdin: `${SUBJECT_TOKEN}\n`,
+        }),
+      ],
+    ];
+    for (const [name, run] of runs) {
+      await t.step(name, async () => {
+        const result = await run;
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, `${ISSUED_TOKEN}\n`);
+        assert.deepEqual(result.agentCalls, []);
+      });
+    }
+    assert.deepEqual(server.requests.map((r) => new URLSearchParams(r.body).get("subject_token")), [
+      SUBJECT_TOKEN,
+      SUBJECT_TOKEN,
+      SUBJECT_TOKEN,
+    ]);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("cli.ts sends a secret with : % @ / and a space intact with basic and post", async (t) => {
+  for (const auth of ["basic", "post"]) {
+    await t.step(auth, async () => {
+      await using server = startTokenEndpoint(issued);
+      const result = await runCli(
+        [
+          "--token-endpoint",
+          server.url,
+          "--client-id",
+          "ci:bot@x",
+          "--client-secret-env",
+          "SECRET",
+          "--client-auth",
+          auth,
+        ],
+        { env: { SECRET: CLIENT_SECRET } },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      const request = server.requests[0]!;
+      let credentials: [string, string];
+      if (auth === "basic") {
+        const decoded = atob(request.headers["authorization"]!.replace(/^Basic /, ""));
+        // RFC 6749 §2.3.1: each part is form-encoded, so the only raw ":" is the separator.
+        assert.equal(decoded.split(":").length, 2);
+        const [id, secret] = decoded.split(":").map((part) =>
+          new URLSearchParams(`v=${part}`).get("v")!
+        );
+        credentials = [id!, secret!];
+      } else {
+        const form = new URLSearchParams(request.body);
+        credentials = [form.get("client_id")!, form.get("client_secret")!];
+      }
+      assert.deepEqual(credentials, ["ci:bot@x", CLIENT_SECRET]);
+    });
+  }
+});
+
+Deno.test("cli.ts reports an OAuth error with the token's iss, sub and aud, without retrying", async () => {
+  await using server = startTokenEndpoint(() =>
+    oauthError(400, {
+      error: "invalid_grant",
+      error_description: "subject does not match the trust policy",
+      error_uri: "https://sts.example.com/docs/errors",
+    })
+  );
+  const result = await runCli(["--token-endpoint", server.url]);
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "");
+  assert.deepEqual(result.stderr.split("\n"), [
+    'token-exchange: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "subject does not match the trust policy" (see https://sts.example.com/docs/errors); check that the endpoint\'s trust policy accepts the token\'s iss, sub and aud below',
+    CLAIMS_LINE,
+    "",
+  ]);
+  assert.equal(server.requests.length, 1);
+});
+
+Deno.test("cli.ts says what to change on a 401 invalid_client", async () => {
+  await using server = startTokenEndpoint(() => oauthError(401, { error: "invalid_client" }));
+  const result = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--client-id",
+    "ci",
+    "--client-secret-env",
+    "S",
+  ], {
+    env: { S: CLIENT_SECRET },
+  });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    'token-exchange: Token endpoint refused the exchange: HTTP 401, error "invalid_client"; check client-id, the secret in client-secret-env and client-auth (basic or post)',
+  );
+  assert.equal(server.requests.length, 1);
+});
+
+Deno.test("cli.ts retries a 503 with Retry-After and then succeeds", async () => {
+  await using server = startTokenEndpoint((_, index) =>
+    index === 0 ? new Response("busy", { status: 503, headers: { "retry-after": "0" } }) : issued()
+  );
+  const result = await runCli(["--token-endpoint", server.url]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, `${ISSUED_TOKEN}\n`);
+  assert.equal(server.requests.length, 2);
+});
+
+Deno.test("cli.ts gives up after --retries extra attempts", async () => {
+  await using server = startTokenEndpoint(() =>
+    new Response("down", { status: 502, headers: { "retry-after": "0" } })
+  );
+  const result = await runCli(["--token-endpoint", server.url, "--retries", "2"]);
+  assert.equal(result.code, 1);
+  assert.equal(server.requests.length, 3);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    'token-exchange: Token endpoint answered HTTP 502 Bad Gateway (text/plain): "down" (after 3 attempts)',
+  );
+});
+
+Deno.test("cli.ts refuses a redirect without sending the token again", async () => {
+  await using elsewhere = startTokenEndpoint(issued);
+  await using server = startTokenEndpoint(() =>
+    new Response(null, { status: 308, headers: { location: elsewhere.url } })
+  );
+  const result = await runCli(["--token-endpoint", server.url]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    new RegExp(`redirected \\(HTTP 308\\) to "${elsewhere.url}"; the request was not resent`),
+  );
+  assert.equal(server.requests.length, 1);
+  assert.equal(elsewhere.requests.length, 0);
+});
+
+Deno.test("cli.ts fails clearly on responses that carry no usable token", async (t) => {
+  const cases: [string, () => Response, string][] = [
+    [
+      "HTML with 200",
+      () => new Response("<html>Sign in</html>", { headers: { "content-type": "text/html" } }),
+      'Token endpoint answered HTTP 200 with a body that is not JSON (text/html): "<html>Sign in</html>"',
+    ],
+    [
+      "no access_token",
+      () => Response.json({ token_type: "Bearer" }),
+      'Token endpoint answered HTTP 200 without an "access_token" (fields: token_type)',
+    ],
+    [
+      "an empty access_token",
+      () => Response.json({ access_token: "" }),
+      'Token endpoint answered HTTP 200 with an empty "access_token"',
+    ],
+    [
+      "an oversized body",
+      () => new Response("x".repeat(1024 * 1024 + 10)),
+      "Token endpoint announced a 1048586-byte body, more than the 1048576-byte limit",
+    ],
+    [
+      "a 404",
+      () => new Response("Not Found", { status: 404 }),
+      'Token endpoint answered HTTP 404 Not Found (text/plain): "Not Found": check the token endpoint URL',
+    ],
+  ];
+  for (const [name, answer, message] of cases) {
+    await t.step(name, async () => {
+      await using server = startTokenEndpoint(answer);
+      const result = await runCli(["--token-endpoint", server.url]);
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "");
+      assert.deepEqual(result.stderr.split("\n"), [`token-exchange: ${message}`, CLAIMS_LINE, ""]);
+      assert.equal(server.requests.length, 1);
+    });
+  }
+});
+
+Deno.test("cli.ts times out an endpoint that never answers", async () => {
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  await using server = startTokenEndpoint(async () => {
+    await released;
+    return issued();
+  });
+  const result = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--timeout",
+    "0.2",
+    "--retries",
+    "1",
+  ]);
+  release();
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    `token-exchange: Token endpoint "${server.url}" did not answer within 0.2 s (after 2 attempts): raise timeout, or check this agent can reach the endpoint`,
+  );
+  assert.equal(server.requests.length, 2);
+});
+
+Deno.test("cli.ts discovers the token endpoint from --issuer", async () => {
+  await using server = startTokenEndpoint((request) =>
+    request.path === "/.well-known/openid-configuration"
+      ? Response.json({ issuer: server.origin, token_endpoint: `${server.origin}/sts/token` })
+      : issued()
+  );
+  const result = await runCli(["--issuer", server.origin]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(server.requests.map((r) => `${r.method} ${r.path}`), [
+    "GET /.well-known/openid-configuration",
+    "POST /sts/token",
+  ]);
+});
+
+Deno.test("cli.ts reports a failing buildkite-agent with its own message", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(["--token-endpoint", server.url], {
+    env: {
+      STANDIN_OIDC_FAIL: "POST https://agent.buildkite.com/v3/jobs/1/oidc/tokens: 403 Forbidden",
+    },
+  });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    "token-exchange: buildkite-agent oidc request-token failed (exit status 1): 2026-11-26 12:00:00 FATAL POST https://agent.buildkite.com/v3/jobs/1/oidc/tokens: 403 Forbidden\n",
+  );
+  assert.equal(server.requests.length, 0);
+});
+
+Deno.test("cli.ts says what to do when buildkite-agent is not on PATH", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(["--token-endpoint", server.url], { noAgent: true });
+  assert.equal(result.code, 1);
+  // Deno itself notes first that --allow-run=buildkite-agent names a program it cannot find.
+  assert.equal(
+    result.stderr.trimEnd().split("\n").at(-1),
+    "token-exchange: buildkite-agent is not on PATH: run inside a Buildkite job, or pass the token with --subject-token-env or --subject-token-file",
+  );
+});
+
+Deno.test("cli.ts fails with exit 1 when the subject token variable is empty", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(["--token-endpoint", server.url, "--subject-token-env", "EMPTY"], {
+    env: { EMPTY: "" },
+  });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    'token-exchange: Environment variable "EMPTY" (--subject-token-env) is empty: set it to the subject token\n',
+  );
+  assert.equal(server.requests.length, 0);
+});
+
+Deno.test("cli.ts exits 2 on every usage or configuration error, before any agent or network call", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  const url = server.url;
+  const cases: [string, string[], Record<string, string>, string][] = [
+    [
+      "an unknown flag",
+      ["--token-endpoint", url, "--verbose"],
+      {},
+      'Unknown flag "--verbose": see --help',
+    ],
+    [
+      "a misspelt flag",
+      ["--token-endpont", url],
+      {},
+      'Unknown flag "--token-endpont": did you mean --token-endpoint?',
+    ],
+    [
+      "a positional argument",
+      [url],
+      {},
+      `Unexpected argument "${url}": options are flags such as --token-endpoint URL`,
+    ],
+    [
+      "a flag without its value",
+      ["--token-endpoint"],
+      {},
+      "Flag --token-endpoint needs a value: --token-endpoint URL",
+    ],
+    [
+      "a repeated single flag",
+      ["--token-endpoint", url, "--token-endpoint", url],
+      {},
+      "Flag --token-endpoint is given more than once: give it once",
+    ],
+    [
+      "no endpoint",
+      [],
+      {},
+      "No token endpoint: set --token-endpoint (or BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT), or --issuer to discover it",
+    ],
+    [
+      "a relative URL",
+      ["--token-endpoint", "sts.example.com/token"],
+      {},
+      'Token endpoint (--token-endpoint) "sts.example.com/token" is not an absolute URL: use a URL such as "https://sts.example.com/token"',
+    ],
+    [
+      "plain http to a remote host",
+      ["--token-endpoint", "http://sts.example.com/token"],
+      {},
+      'Token endpoint (--token-endpoint) "http://sts.example.com/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+    ],
+    [
+      "a plain-http endpoint from the plugin",
+      [],
+      { [`${P}TOKEN_ENDPOINT`]: "http://10.0.0.1/token" },
+      'Token endpoint (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT) "http://10.0.0.1/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+    ],
+    [
+      "both endpoint and issuer",
+      ["--token-endpoint", url],
+      { [`${P}ISSUER`]: "https://issuer.example.com" },
+      "Both a token endpoint (--token-endpoint) and an issuer (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_ISSUER) are set: set only one",
+    ],
+    [
+      "conflicting audiences",
+      ["--token-endpoint", url],
+      { [`${P}AUDIENCE`]: "a", [`${P}BUILDKITE_AUDIENCE`]: "b" },
+      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AUDIENCE is "a" but BUILDKITE_PLUGIN_TOKEN_EXCHANGE_BUILDKITE_AUDIENCE is "b": set only one of audience and buildkite-audience',
+    ],
+    [
+      "a zero timeout",
+      ["--token-endpoint", url, "--timeout", "0"],
+      {},
+      '--timeout is "0": use a number of seconds above 0 (such as 10 or 2.5), at most 3600',
+    ],
+    [
+      "a word for retries",
+      ["--token-endpoint", url],
+      { [`${P}RETRIES`]: "many" },
+      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_RETRIES is "many": use a whole number from 0 to 100',
+    ],
+    [
+      "a negative lifetime",
+      ["--token-endpoint", url, "--lifetime", "-5"],
+      {},
+      '--lifetime is "-5": use a whole number of seconds above 0',
+    ],
+    [
+      "an unknown client auth",
+      ["--token-endpoint", url, "--client-auth", "jwt"],
+      {},
+      '--client-auth is "jwt": use basic or post',
+    ],
+    [
+      "an unknown format",
+      ["--token-endpoint", url, "--format", "yaml"],
+      {},
+      '--format is "yaml": use token or json',
+    ],
+    [
+      "a non-boolean debug",
+      ["--token-endpoint", url],
+      { [`${P}DEBUG`]: "yes" },
+      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_DEBUG is "yes": use true or false',
+    ],
+    [
+      "an unset client secret variable",
+      ["--token-endpoint", url, "--client-id", "ci", "--client-secret-env", "NOPE"],
+      {},
+      'Client secret variable "NOPE" (--client-secret-env) is unset or empty: set it, for example from your secrets manager',
+    ],
+    [
+      "a bad client secret variable name",
+      ["--token-endpoint", url, "--client-secret-env", "my-secret"],
+      {},
+      '--client-secret-env is "my-secret", not an environment variable name: use a name such as MY_TOKEN',
+    ],
+    ["a client secret without a client ID", ["--token-endpoint", url, "--client-secret-env", "S"], {
+      S: "x",
+    }, "A client secret (S) needs a client ID: set --client-id"],
+    [
+      "a relative resource",
+      ["--token-endpoint", url, "--resource", "api"],
+      {},
+      '--resource has "api", not an absolute URI without a fragment: use a URI such as "https://api.example.com"',
+    ],
+    [
+      "two subject token sources",
+      ["--token-endpoint", url, "--subject-token-env", "A", "--subject-token-file", "f"],
+      {},
+      "Both --subject-token-env and --subject-token-file are set: use one",
+    ],
+    [
+      "an unknown subject token source",
+      ["--token-endpoint", url, "--subject-token-source", "jenkins"],
+      {},
+      '--subject-token-source is "jenkins": use buildkite or github-actions or gitlab',
+    ],
+    [
+      "gitlab without a variable",
+      ["--token-endpoint", url, "--subject-token-source", "gitlab"],
+      {},
+      "--subject-token-source gitlab needs --subject-token-env NAME, the variable your id_tokens: block defines",
+    ],
+    [
+      "--lifetime with a token from a variable",
+      ["--token-endpoint", url, "--subject-token-env", "T", "--lifetime", "60"],
+      { T: "x" },
+      "--lifetime applies only to a token from buildkite-agent, not to --subject-token-env",
+    ],
+  ];
+  for (const [name, args, env, message] of cases) {
+    await t.step(name, async () => {
+      const result = await runCli(args, { env });
+      assert.deepEqual(
+        {
+          code: result.code,
+          stdout: result.stdout,
+          stderr: result.stderr,
+          agentCalls: result.agentCalls,
+        },
+        { code: 2, stdout: "", stderr: `token-exchange: ${message}\n`, agentCalls: [] },
+      );
+    });
+  }
+  assert.equal(server.requests.length, 0);
+});
+
+Deno.test("cli.ts --debug explains each step on stderr and never prints a secret", async () => {
+  await using server = startTokenEndpoint((_, index) =>
+    index === 0 ? new Response(null, { status: 503, headers: { "retry-after": "0" } }) : issued()
+  );
+  const result = await runCli(
+    ["--token-endpoint", server.url, "--debug", "--client-id", "ci", "--client-secret-env", "S"],
+    { env: { S: CLIENT_SECRET } },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, `${ISSUED_TOKEN}\n`);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.ok(lines.every((line) => line.startsWith("token-exchange: debug: ")), result.stderr);
+  const text = lines.map((line) => line.slice("token-exchange: debug: ".length));
+  assert.equal(
+    text[0],
+    "Requesting the subject token: buildkite-agent oidc request-token --audience buildkite",
+  );
+  assert.match(
+    text[1]!,
+    /^Buildkite OIDC token: header \{"alg":"RS256","typ":"JWT","kid":"test-key"\} claims \{"iss":"https:\/\/agent.buildkite.com",.*"job_id":"[^"]+"\}; expires in \d+ s$/,
+  );
+  assert.ok(text.includes(`Token endpoint: ${server.url}`));
+  assert.ok(
+    text.some((line) => /^Parameters: .*subject_token=\*\*\* \(\d+ characters, a JWT\)/.test(line)),
+  );
+  assert.ok(text.includes('Client authentication: HTTP Basic as "ci" (secret ***)'));
+  assert.ok(text.includes("HTTP 503; retrying in 0 s (as Retry-After asks)"));
+  assert.ok(
+    text.some((line) =>
+      line.startsWith('Issued token: header {"alg":"RS256"') && line.includes('"sub":"deployer"')
+    ),
+  );
+  assert.ok(text.includes(
+    "Response: issued_token_type=urn:ietf:params:oauth:token-type:access_token token_type=Bearer expires_in=3600 scope=(none)",
+  ));
+});
+
+Deno.test("cli.ts --debug on a failure shows the steps and a masked stack, never a secret", async () => {
+  await using server = startTokenEndpoint(() =>
+    oauthError(400, { error: "invalid_request", error_description: `bad ${SUBJECT_TOKEN}` })
+  );
+  const result = await runCli(["--token-endpoint", server.url, "--debug"]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /token-exchange: Token endpoint refused the exchange: HTTP 400, error "invalid_request": "bad \*\*\*"/,
+  );
+  assert.ok(result.stderr.includes(CLAIMS_LINE));
+});
+
+Deno.test("cli.ts --help and --version print and exit 0 without any permission", async () => {
+  const help = await runCli(["--help"], { permissions: [] });
+  assert.equal(help.code, 0, help.stderr);
+  for (
+    const flag of [
+      "--token-endpoint",
+      "--issuer",
+      "--audience",
+      "--lifetime",
+      "--claim",
+      "--subject-token-type",
+      "--target-audience",
+      "--resource",
+      "--scope",
+      "--requested-token-type",
+      "--client-id",
+      "--client-secret-env",
+      "--client-auth",
+      "--timeout",
+      "--retries",
+      "--debug",
+      "--subject-token-env",
+      "--subject-token-file",
+      "--subject-token-source",
+      "--format",
+      "--help",
+      "--version",
+    ]
+  ) {
+    assert.match(help.stdout, new RegExp(`${flag} `), flag);
+  }
+  const version = await runCli(["-V"], { permissions: [] });
+  assert.deepEqual({ code: version.code, stdout: version.stdout }, {
+    code: 0,
+    stdout: `token-exchange ${denoJson.version}\n`,
+  });
+});
+
+Deno.test("cli.ts never prints a stack trace without --debug", async () => {
+  await using server = startTokenEndpoint(() => new Response("{", { status: 200 }));
+  const result = await runCli(["--token-endpoint", server.url]);
+  assert.equal(result.code, 1);
+  assertNoStackTrace(result.stderr);
+});
+
+Deno.test("cli.ts --subject-token-source github-actions asks the Actions token service for the audience", async () => {
+  await using actions = startTokenEndpoint(() => Response.json({ value: SUBJECT_TOKEN }));
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(
+    [
+      "--token-endpoint",
+      server.url,
+      "--subject-token-source",
+      "github-actions",
+      "--audience",
+      "https://sts.example.com",
+    ],
+    {
+      env: {
+        ACTIONS_ID_TOKEN_REQUEST_URL: `${actions.origin}/_apis/token?api-version=2.0`,
+        ACTIONS_ID_TOKEN_REQUEST_TOKEN: "actions-request-token",
+      },
+    },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls, []);
+  assert.deepEqual(actions.requests.map((r) => [r.method, r.path, r.headers["authorization"]]), [
+    [
+      "GET",
+      "/_apis/token?api-version=2.0&audience=https%3A%2F%2Fsts.example.com",
+      "Bearer actions-request-token",
+    ],
+  ]);
+  assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
+});
+
+Deno.test("cli.ts --subject-token-source github-actions says which permission is missing", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--subject-token-source",
+    "github-actions",
+  ]);
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    "token-exchange: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: give the workflow job `permissions: id-token: write`\n",
+  );
+});
+
+Deno.test("cli.ts --subject-token-source gitlab reads the id_tokens variable, or names the YAML to add", async () => {
+  await using server = startTokenEndpoint(issued);
+  const ok = await runCli(
+    [
+      "--token-endpoint",
+      server.url,
+      "--subject-token-source",
+      "gitlab",
+      "--subject-token-env",
+      "STS_ID_TOKEN",
+    ],
+    { env: { STS_ID_TOKEN: SUBJECT_TOKEN } },
+  );
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
+  const missing = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--subject-token-source",
+    "gitlab",
+    "--subject-token-env",
+    "STS_ID_TOKEN",
+  ]);
+  assert.equal(missing.code, 1);
+  assert.equal(
+    missing.stderr,
+    'token-exchange: GitLab ID token variable "STS_ID_TOKEN" is not set: add `id_tokens: { STS_ID_TOKEN: { aud: "<audience>" } }` to the job in .gitlab-ci.yml\n',
+  );
+  assert.equal(server.requests.length, 1);
+});
+
+Deno.test("cli.ts names the subject token file it cannot read", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--subject-token-file",
+    "/nonexistent/token",
+  ]);
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    'token-exchange: Cannot read the subject token file "/nonexistent/token" (--subject-token-file): no such file\n',
+  );
+});
