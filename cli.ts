@@ -181,12 +181,12 @@ export async function main(
     const secrets = [subjectToken, config.clientSecret].filter((s): s is string => !!s);
     let message: string;
     if (
-      config.issuer !== undefined && error instanceof TokenExchangeError &&
-      error.code === "network" &&
-      (error.cause as Error | undefined)?.name === "NotCapable"
+      config.issuer !== undefined && tokenEndpoint !== undefined &&
+      tokenEndpoint.host !== config.issuer.host && error instanceof TokenExchangeError &&
+      error.code === "network" && (error.cause as Error | undefined)?.name === "NotCapable"
     ) {
       message =
-        `The discovered token endpoint "${tokenEndpoint?.href}" is on another host than the issuer, which this run may not reach: set token-endpoint to it instead of issuer`;
+        `The discovered token endpoint "${tokenEndpoint.href}" is not on the issuer's host "${config.issuer.host}", and this run may reach only that: set token-endpoint to it instead of issuer`;
     } else if (
       error instanceof TokenExchangeError || error instanceof SubjectTokenError ||
       error instanceof TypeError

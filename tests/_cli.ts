@@ -34,6 +34,11 @@ export function baseEnv(): Record<string, string> {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
+  // Subprocesses may run elsewhere; their coverage goes where the test run's does.
+  const coverage = env["DENO_COVERAGE_DIR"];
+  if (coverage !== undefined && !coverage.startsWith("/")) {
+    env["DENO_COVERAGE_DIR"] = `${Deno.cwd()}/${coverage}`;
+  }
   return env;
 }
 

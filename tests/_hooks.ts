@@ -1,0 +1,130 @@
+// Runs the plugin's hooks the way the Buildkite agent does: sourced by bash, with the plugin's
+// options as BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variables and a recorded stand-in buildkite-agent on
+// PATH. Checks that nothing secret reached the hook's output.
+
+import { baseEnv, ROOT, STANDIN_BIN } from "./_cli.ts";
+import { assertNoSecrets, SUBJECT_TOKEN } from "./_tokens.ts";
+
+export const PLUGIN_DIR = decodeURIComponent(ROOT.pathname).replace(/\/$/, "");
+export const DENO_BIN_DIR = Deno.execPath().replace(/\/[^/]*$/, "");
+const SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"];
+
+export interface HookResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** The stand-in agent's calls, each as its argument list. */
+  agentCalls: string[][];
+  /** What `redactor add` read on stdin, one entry per call. */
+  redacted: string[];
+  /** The exported environment after the hooks ran (only when they all succeeded). */
+  exported: Record<string, string>;
+  /** What the hooks left in TMPDIR. */
+  leftovers: string[];
+}
+
+export interface HookOptions {
+  /** Plugin options by their plugin.yml names: strings, booleans, numbers or lists. */
+  options?: Record<string, string | boolean | number | string[]>;
+  /** Other variables for the job's environment. */
+  env?: Record<string, string>;
+  /** The directories to search for programs instead of the default (stand-in agent, deno, system). */
+  path?: string[];
+  /** The plugin checkout to source the hooks from. */
+  pluginDir?: string;
+}
+
+/** The variables Buildkite sets for the plugin's options (arrays as _0, _1, …). */
+export function pluginEnv(options: HookOptions["options"] = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options)) {
+    const key = `BUILDKITE_PLUGIN_TOKEN_EXCHANGE_${name.toUpperCase().replaceAll("-", "_")}`;
+    if (Array.isArray(value)) value.forEach((item, i) => (env[`${key}_${i}`] = item));
+    else env[key] = String(value);
+  }
+  return env;
+}
+
+/** The default PATH for hooks: the stand-in agent, then deno, then the system. */
+export function defaultPath(): string[] {
+  return [STANDIN_BIN, DENO_BIN_DIR, ...SYSTEM_PATH];
+}
+
+/**
+ * A directory of links to every program in the system directories but deno, so a hook sees a
+ * machine without Deno. Remove it when done.
+ */
+export async function pathWithoutDeno(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "no-deno-bin-" });
+  for (const system of SYSTEM_PATH) {
+    for await (const entry of Deno.readDir(system)) {
+      if (entry.name === "deno" || entry.isDirectory) continue;
+      await Deno.symlink(`${system}/${entry.name}`, `${dir}/${entry.name}`).catch(() => {});
+    }
+  }
+  return dir;
+}
+
+/**
+ * Sources each hook in turn in one bash process, as the agent's hook wrapper does, then records the
+ * exported environment into a file (never to the output that is checked for secrets).
+ */
+export async function runHooks(hooks: string[], options: HookOptions = {}): Promise<HookResult> {
+  const work = await Deno.makeTempDir({ prefix: "hook-test-" });
+  const log = `${work}/agent.log`;
+  const report = `${work}/exported`;
+  await Deno.writeTextFile(log, "");
+  const pluginDir = options.pluginDir ?? PLUGIN_DIR;
+  const script = [
+    "set -euo pipefail",
+    ...hooks.map((hook) => `source ${JSON.stringify(`${pluginDir}/hooks/${hook}`)}`),
+    `env -0 > ${JSON.stringify(report)}`,
+  ].join("\n");
+  try {
+    const output = await new Deno.Command("bash", {
+      args: ["-c", script],
+      cwd: work,
+      clearEnv: true,
+      env: {
+        ...baseEnv(),
+        PATH: (options.path ?? defaultPath()).join(":"),
+        TMPDIR: work,
+        BUILDKITE_JOB_ID: "0184990a-477b-4fa8-9968-496074483cee",
+        STANDIN_LOG: log,
+        STANDIN_TOKEN: SUBJECT_TOKEN,
+        ...pluginEnv(options.options),
+        ...options.env,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const exported: Record<string, string> = {};
+    const reportText = await Deno.readTextFile(report).catch(() => "");
+    for (const entry of reportText.split("\0").filter((e) => e)) {
+      const eq = entry.indexOf("=");
+      exported[entry.slice(0, eq)] = entry.slice(eq + 1);
+    }
+    const redactedText = await Deno.readTextFile(`${log}.redacted`).catch(() => "");
+    const result: HookResult = {
+      code: output.code,
+      stdout: new TextDecoder().decode(output.stdout),
+      stderr: new TextDecoder().decode(output.stderr),
+      agentCalls: (await Deno.readTextFile(log)).split("\n").filter((l) => l).map((l) =>
+        l.split("\x1f")
+      ),
+      redacted: redactedText.split("\n").filter((l) => l),
+      exported,
+      leftovers: [],
+    };
+    for await (const entry of Deno.readDir(work)) {
+      if (!entry.name.startsWith("agent.log") && entry.name !== "exported") {
+        result.leftovers.push(entry.name);
+      }
+    }
+    assertNoSecrets(result.stdout, `stdout of hooks ${hooks.join(", ")}`);
+    assertNoSecrets(result.stderr, `stderr of hooks ${hooks.join(", ")}`);
+    return result;
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}

@@ -1,0 +1,293 @@
+// The plugin's hooks, sourced under bash as the agent sources them, with a recorded stand-in
+// buildkite-agent and a token endpoint on 127.0.0.1. Every run is checked for leaked secrets.
+
+import assert from "node:assert/strict";
+import { PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
+import { BUILDKITE_CLAIMS, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
+
+const issued = () => tokenResponse({ access_token: ISSUED_TOKEN });
+const CLAIMS_LINE =
+  `   Buildkite OIDC token: iss="${BUILDKITE_CLAIMS.iss}" sub="${BUILDKITE_CLAIMS.sub}" aud="${BUILDKITE_CLAIMS.aud}"`;
+
+Deno.test("hooks/environment exports the token, hands it to the redactor on stdin and prints no secret", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], { options: { "token-endpoint": server.url } });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+  assert.equal(
+    result.stdout,
+    "~~~ :key: Exchanging the job's OIDC token for FEDERATED_ACCESS_TOKEN\nExported FEDERATED_ACCESS_TOKEN\n",
+  );
+  assert.equal(result.stderr, "");
+  assert.deepEqual(result.agentCalls, [
+    ["oidc", "request-token", "--audience", "buildkite"],
+    ["redactor", "add"],
+  ]);
+  assert.deepEqual(result.redacted, [ISSUED_TOKEN]);
+  assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
+});
+
+Deno.test("hooks/environment keeps the sourcing shell running and its options intact on success", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url },
+    env: { KEEP: "kept" },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  // The report after the hook ran proves the caller went on; its variables survive.
+  assert.equal(result.exported["KEEP"], "kept");
+  assert.equal(result.exported["token_exchange_plugin_dir"], undefined);
+});
+
+Deno.test("hooks/environment exports under env-var so a step can hold several tokens", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url, "env-var": "GCP_ACCESS_TOKEN" },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.exported["GCP_ACCESS_TOKEN"], ISSUED_TOKEN);
+  assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], undefined);
+});
+
+Deno.test("hooks/environment writes token-file with mode 0600 and pre-exit removes it and the temporary files", async () => {
+  await using server = startTokenEndpoint(issued);
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/secrets/token`;
+  try {
+    const options = { "token-endpoint": server.url, "token-file": file, "env-var": "STS_TOKEN" };
+    const written = await runHooks(["environment"], { options });
+    assert.equal(written.code, 0, written.stderr);
+    assert.equal(written.exported["STS_TOKEN_FILE"], file);
+    assert.equal(await Deno.readTextFile(file), ISSUED_TOKEN);
+    assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+    assert.match(written.stdout, /Exported STS_TOKEN and STS_TOKEN_FILE \(.*\/secrets\/token\)\n$/);
+
+    const cleaned = await runHooks(["environment", "pre-exit"], { options });
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+    await assert.rejects(Deno.stat(file), Deno.errors.NotFound);
+    assert.deepEqual(cleaned.leftovers, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("hooks/pre-exit leaves alone a <env-var>_FILE the plugin did not write", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/other`, "keep me");
+    const result = await runHooks(["pre-exit"], {
+      env: { FEDERATED_ACCESS_TOKEN_FILE: `${dir}/other` },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await Deno.readTextFile(`${dir}/other`), "keep me");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("hooks/environment skips the redactor with redact: false", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url, redact: false },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls, [["oidc", "request-token", "--audience", "buildkite"]]);
+  assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+});
+
+Deno.test("hooks/environment warns, and still exports, on an agent too old for redactor", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url },
+    env: { STANDIN_OLD_AGENT: "1" },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+  assert.equal(
+    result.stderr,
+    "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it\n",
+  );
+});
+
+Deno.test("hooks/environment asks the agent for both audience spellings of the seed plugin", async (t) => {
+  for (const option of ["audience", "buildkite-audience"]) {
+    await t.step(option, async () => {
+      await using server = startTokenEndpoint(issued);
+      const result = await runHooks(["environment"], {
+        options: { "token-endpoint": server.url, [option]: "identity-api", debug: false },
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(result.agentCalls[0], [
+        "oidc",
+        "request-token",
+        "--audience",
+        "identity-api",
+      ]);
+    });
+  }
+});
+
+Deno.test("hooks/environment passes lifetime, claims and the RFC 8693 parameters through", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], {
+    options: {
+      "token-endpoint": server.url,
+      lifetime: 120,
+      claims: ["organization_id", "pipeline_id"],
+      "target-audience": "https://api.example.com",
+      scope: ["read", "write"],
+      "client-id": "ci",
+      "client-secret-env": "STS_CLIENT_SECRET",
+      "client-auth": "post",
+    },
+    env: { STS_CLIENT_SECRET: "not-a-real-secret" },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(result.agentCalls[0], [
+    "oidc",
+    "request-token",
+    "--audience",
+    "buildkite",
+    "--lifetime",
+    "120",
+    "--claim",
+    "organization_id",
+    "--claim",
+    "pipeline_id",
+  ]);
+  const form = new URLSearchParams(server.requests[0]!.body);
+  assert.deepEqual(
+    ["audience", "scope", "client_id", "client_secret"].map((name) => form.get(name)),
+    ["https://api.example.com", "read write", "ci", "not-a-real-secret"],
+  );
+});
+
+Deno.test("hooks/environment fails the job with ^^^ +++, the error and the token's iss, sub and aud", async () => {
+  await using server = startTokenEndpoint(() =>
+    oauthError(400, { error: "invalid_grant", error_description: "sub not allowed" })
+  );
+  const result = await runHooks(["environment"], { options: { "token-endpoint": server.url } });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stdout,
+    "~~~ :key: Exchanging the job's OIDC token for FEDERATED_ACCESS_TOKEN\n^^^ +++\n",
+  );
+  assert.equal(
+    result.stderr,
+    `🚨 Token exchange failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "sub not allowed"; check that the endpoint's trust policy accepts the token's iss, sub and aud below\n${CLAIMS_LINE}\n`,
+  );
+  assert.deepEqual(result.exported, {});
+  assert.deepEqual(result.leftovers, ["token-exchange-0184990a-477b-4fa8-9968-496074483cee"]);
+});
+
+Deno.test("hooks/environment fails on a bad configuration before asking the agent for a token", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  const cases: [string, Record<string, string | boolean>, string][] = [
+    [
+      "a misspelt boolean",
+      { "token-endpoint": server.url, redact: "yes" },
+      'redact is "yes": use true or false',
+    ],
+    [
+      "an unknown hook",
+      { "token-endpoint": server.url, hook: "post-command" },
+      'hook is "post-command": use environment or pre-command',
+    ],
+    [
+      "a bad env-var",
+      { "token-endpoint": server.url, "env-var": "MY-TOKEN" },
+      'env-var is "MY-TOKEN", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "no endpoint",
+      {},
+      "No token endpoint: set --token-endpoint (or BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT), or --issuer to discover it",
+    ],
+    [
+      "a plain-http endpoint",
+      { "token-endpoint": "http://sts.example.com/token" },
+      'Token endpoint (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT) "http://sts.example.com/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+    ],
+    [
+      "conflicting audiences",
+      { "token-endpoint": server.url, audience: "a", "buildkite-audience": "b" },
+      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AUDIENCE is "a" but BUILDKITE_PLUGIN_TOKEN_EXCHANGE_BUILDKITE_AUDIENCE is "b": set only one of audience and buildkite-audience',
+    ],
+    [
+      "an unset client secret",
+      { "token-endpoint": server.url, "client-id": "ci", "client-secret-env": "MISSING" },
+      'Client secret variable "MISSING" (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_CLIENT_SECRET_ENV) is unset or empty: set it, for example from your secrets manager',
+    ],
+  ];
+  for (const [name, options, message] of cases) {
+    await t.step(name, async () => {
+      const result = await runHooks(["environment"], { options });
+      assert.equal(result.code, 2);
+      assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+      assert.equal(result.stderr, `🚨 Configuration error: ${message}\n`);
+      assert.deepEqual(result.agentCalls, []);
+    });
+  }
+  assert.equal(server.requests.length, 0);
+});
+
+Deno.test("hook: pre-command moves the exchange from the environment hook to pre-command", async () => {
+  await using server = startTokenEndpoint(issued);
+  const options = { "token-endpoint": server.url, hook: "pre-command" };
+  const environment = await runHooks(["environment"], { options });
+  assert.deepEqual({
+    code: environment.code,
+    stdout: environment.stdout,
+    calls: environment.agentCalls,
+  }, {
+    code: 0,
+    stdout: "",
+    calls: [],
+  });
+  assert.equal(environment.exported["FEDERATED_ACCESS_TOKEN"], undefined);
+  const both = await runHooks(["environment", "pre-command"], { options });
+  assert.equal(both.code, 0, both.stderr);
+  assert.equal(both.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+  assert.equal(both.agentCalls.filter((call) => call[0] === "oidc").length, 1);
+  const preCommandOnly = await runHooks(["pre-command"], {
+    options: { "token-endpoint": server.url },
+  });
+  assert.deepEqual({ code: preCommandOnly.code, calls: preCommandOnly.agentCalls }, {
+    code: 0,
+    calls: [],
+  });
+});
+
+Deno.test("hooks/environment with debug: true explains each step without a secret", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url, debug: true },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.ok(lines.every((line) => line.startsWith("token-exchange: debug: ")), result.stderr);
+  assert.ok(lines.some((line) => line.includes('claims {"iss":"https://agent.buildkite.com"')));
+  assert.ok(lines.some((line) => line.startsWith("token-exchange: debug: Running: deno run ")));
+});
+
+Deno.test("hooks run the seed plugin's pipeline unchanged", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runHooks(["environment", "pre-exit"], {
+    options: { "token-endpoint": server.url, "buildkite-audience": "identity-api", debug: false },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+});
+
+Deno.test("shellcheck is clean on hooks/ and lib/", {
+  ignore:
+    !(await new Deno.Command("bash", { args: ["-c", "command -v shellcheck"], stdout: "null" })
+      .output()).success,
+}, async () => {
+  const output = await new Deno.Command("shellcheck", {
+    args: ["-x", "hooks/environment", "hooks/pre-command", "hooks/pre-exit", "lib/plugin.bash"],
+    cwd: PLUGIN_DIR,
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stdout));
+});

@@ -1,0 +1,237 @@
+// How the hooks run the CLI: with deno and the narrowest permissions, or, without Deno, a release
+// binary that is downloaded once per version, verified against the plugin's pinned SHA-256 and
+// never run unverified. The binary is a stand-in served from 127.0.0.1.
+
+import assert from "node:assert/strict";
+import { STANDIN_BIN } from "./_cli.ts";
+import { defaultPath, pathWithoutDeno, PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
+import { CLIENT_SECRET, ISSUED_TOKEN } from "./_tokens.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+const issued = () => tokenResponse({ access_token: ISSUED_TOKEN });
+
+async function bash(script: string): Promise<string> {
+  const output = await new Deno.Command("bash", { args: ["-c", script], cwd: PLUGIN_DIR }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  return new TextDecoder().decode(output.stdout);
+}
+
+const TARGET = await bash('source lib/plugin.bash; token_exchange_target t; printf %s "$t"');
+
+Deno.test("the hook's target names a binary that deno task compile builds", async () => {
+  const compile = await Deno.readTextFile(`${PLUGIN_DIR}/scripts/compile.bash`);
+  assert.ok(compile.includes(TARGET), `scripts/compile.bash does not build ${TARGET}`);
+});
+
+Deno.test("with deno on PATH, the hook runs cli.ts with the narrowest permissions that work", async () => {
+  await using server = startTokenEndpoint(issued);
+  const bin = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${bin}/deno`,
+      `#!/usr/bin/env bash\nprintf '%s\\n' "$@" >"$DENO_ARGS_LOG"\nexec ${
+        JSON.stringify(Deno.execPath())
+      } "$@"\n`,
+      { mode: 0o755 },
+    );
+    const result = await runHooks(["environment"], {
+      options: {
+        "token-endpoint": server.url,
+        "client-id": "ci",
+        "client-secret-env": "STS_SECRET",
+      },
+      env: { STS_SECRET: CLIENT_SECRET, DENO_ARGS_LOG: `${bin}/args` },
+      path: [bin, ...defaultPath()],
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+    assert.deepEqual((await Deno.readTextFile(`${bin}/args`)).trimEnd().split("\n"), [
+      "run",
+      "--no-config",
+      "--no-lock",
+      "--no-remote",
+      "--no-prompt",
+      `--allow-net=${new URL(server.url).host}`,
+      "--allow-run=buildkite-agent",
+      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,STS_SECRET",
+      `${PLUGIN_DIR}/cli.ts`,
+    ]);
+  } finally {
+    await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("with issuer, the hook allows only the issuer's host and says to set token-endpoint for another", async () => {
+  await using sts = startTokenEndpoint(issued);
+  await using issuer = startTokenEndpoint(() =>
+    Response.json({ issuer: issuer.origin, token_endpoint: sts.url })
+  );
+  const result = await runHooks(["environment"], { options: { issuer: issuer.origin } });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    `🚨 Token exchange failed: The discovered token endpoint "${sts.url}" is not on the issuer's host "${
+      new URL(issuer.origin).host
+    }", and this run may reach only that: set token-endpoint to it instead of issuer`,
+  );
+  assert.equal(sts.requests.length, 0);
+
+  await using sameHost = startTokenEndpoint((request) =>
+    request.method === "GET"
+      ? Response.json({ issuer: sameHost.origin, token_endpoint: sameHost.url })
+      : issued()
+  );
+  const ok = await runHooks(["environment"], { options: { issuer: sameHost.origin } });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+});
+
+/** A plugin checkout without Deno's help: hooks, lib, deno.json and, for a release, dist/SHA256SUMS. */
+async function pluginCopy(checksum: string | undefined): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "plugin-copy-" });
+  await bash(`cp -R hooks lib deno.json ${JSON.stringify(dir)}/`);
+  if (checksum !== undefined) {
+    await Deno.mkdir(`${dir}/dist`);
+    await Deno.writeTextFile(`${dir}/dist/SHA256SUMS`, `${checksum}  token-exchange-${TARGET}\n`);
+  }
+  return dir;
+}
+
+// What the release binary does, as far as the hook can tell: print a token, and note each run.
+const ARTIFACT = new TextEncoder().encode(
+  `#!/usr/bin/env bash\necho run >>"$ARTIFACT_LOG"\nprintf '%s\\n' "$ARTIFACT_TOKEN"\n`,
+);
+const ARTIFACT_SHA256 = Array.from(
+  new Uint8Array(await crypto.subtle.digest("SHA-256", ARTIFACT)),
+  (byte) => byte.toString(16).padStart(2, "0"),
+).join("");
+
+Deno.test("without deno, the hook downloads the release binary once, verifies it and runs it", async () => {
+  await using mirror = startTokenEndpoint((request) =>
+    request.path === `/v${denoJson.version}/token-exchange-${TARGET}`
+      ? new Response(ARTIFACT)
+      : new Response("Not Found", { status: 404 })
+  );
+  const noDeno = await pathWithoutDeno();
+  const plugin = await pluginCopy(ARTIFACT_SHA256);
+  const cache = await Deno.makeTempDir();
+  const log = `${cache}/runs`;
+  try {
+    const run = () =>
+      runHooks(["environment"], {
+        pluginDir: plugin,
+        options: { "token-endpoint": "https://sts.example.com/token" },
+        env: {
+          TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin,
+          TOKEN_EXCHANGE_CACHE_DIR: cache,
+          ARTIFACT_LOG: log,
+          ARTIFACT_TOKEN: ISSUED_TOKEN,
+        },
+        path: [STANDIN_BIN, noDeno],
+      });
+    const first = await run();
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+    assert.match(
+      first.stdout,
+      new RegExp(
+        `Deno is not installed: downloading token-exchange v${denoJson.version} for ${TARGET} \\(once per version\\)`,
+      ),
+    );
+    const binary = `${cache}/v${denoJson.version}/token-exchange-${TARGET}`;
+    assert.equal((await Deno.stat(binary)).mode! & 0o777, 0o555);
+
+    const second = await run();
+    assert.equal(second.code, 0, second.stderr);
+    assert.doesNotMatch(second.stdout, /downloading/);
+    assert.equal(mirror.requests.length, 1);
+    assert.equal(await Deno.readTextFile(log), "run\nrun\n");
+    assert.deepEqual([...Deno.readDirSync(`${cache}/v${denoJson.version}`)].map((e) => e.name), [
+      `token-exchange-${TARGET}`,
+    ]);
+  } finally {
+    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without deno, the hook never runs or caches a binary whose SHA-256 does not match", async () => {
+  await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
+  const noDeno = await pathWithoutDeno();
+  const wrong = "0".repeat(64);
+  const plugin = await pluginCopy(wrong);
+  const cache = await Deno.makeTempDir();
+  try {
+    const result = await runHooks(["environment"], {
+      pluginDir: plugin,
+      options: { "token-endpoint": "https://sts.example.com/token" },
+      env: {
+        TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin,
+        TOKEN_EXCHANGE_CACHE_DIR: cache,
+        ARTIFACT_LOG: `${cache}/runs`,
+      },
+      path: [STANDIN_BIN, noDeno],
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+    assert.equal(
+      result.stderr.split("\n")[0],
+      `🚨 The downloaded token-exchange binary has SHA-256 ${ARTIFACT_SHA256}, not the ${wrong} this plugin version pins: it was not run`,
+    );
+    await assert.rejects(Deno.stat(`${cache}/runs`), Deno.errors.NotFound);
+    assert.deepEqual([...Deno.readDirSync(`${cache}/v${denoJson.version}`)], []);
+    assert.deepEqual(result.agentCalls, []);
+  } finally {
+    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without deno, a failed download fails the job with what to do", async () => {
+  await using mirror = startTokenEndpoint(() => new Response("Not Found", { status: 404 }));
+  const noDeno = await pathWithoutDeno();
+  const plugin = await pluginCopy(ARTIFACT_SHA256);
+  const cache = await Deno.makeTempDir();
+  try {
+    const result = await runHooks(["environment"], {
+      pluginDir: plugin,
+      options: { "token-endpoint": "https://sts.example.com/token" },
+      env: { TOKEN_EXCHANGE_DOWNLOAD_URL: `${mirror.origin}/`, TOKEN_EXCHANGE_CACHE_DIR: cache },
+      path: [STANDIN_BIN, noDeno],
+    });
+    assert.equal(result.code, 1);
+    const url = `${mirror.origin}/v${denoJson.version}/token-exchange-${TARGET}`;
+    assert.match(
+      result.stderr,
+      new RegExp(`^🚨 Cannot download the token-exchange binary from ${url}: curl: \\(22\\) .*404`),
+    );
+    assert.match(
+      result.stderr,
+      /\n {3}Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or install Deno 2/,
+    );
+    assert.deepEqual([...Deno.readDirSync(`${cache}/v${denoJson.version}`)], []);
+  } finally {
+    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without deno, a ref with no release binary says how to install Deno", async () => {
+  await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
+  const noDeno = await pathWithoutDeno();
+  const plugin = await pluginCopy(undefined);
+  try {
+    const result = await runHooks(["environment"], {
+      pluginDir: plugin,
+      options: { "token-endpoint": "https://sts.example.com/token" },
+      env: { TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin },
+      path: [STANDIN_BIN, noDeno],
+    });
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `🚨 Deno is not installed, and this plugin ref has no release binary (only release tags such as v${denoJson.version} have them): install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly, or pin the plugin to a release tag\n`,
+    );
+    assert.equal(mirror.requests.length, 0);
+  } finally {
+    for (const dir of [noDeno, plugin]) await Deno.remove(dir, { recursive: true });
+  }
+});
