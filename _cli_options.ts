@@ -5,9 +5,8 @@
 // 6 ms of start-up, a third of a whole exchange (see README, Performance).
 
 import { TOKEN_TYPES } from "./_constants.ts";
-import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "./_http.ts";
-import { buildTokenExchangeRequest, type ClientAuthMethod } from "./_request.ts";
-import { parseSecureUrl } from "./_url.ts";
+import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, parseSecureUrl } from "./_http.ts";
+import { buildRequest, type ClientAuthMethod } from "./_request.ts";
 
 /** The prefix of the variables Buildkite sets from the plugin's options. */
 export const ENV_PREFIX = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
@@ -556,7 +555,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
   };
   // Whatever else the library would refuse, refuse it now, before any token is requested.
   try {
-    buildTokenExchangeRequest({
+    buildRequest({
       ...exchangeParameters(config),
       tokenEndpoint: config.tokenEndpoint ?? "https://issuer.invalid/token",
       subjectToken: "placeholder",

@@ -3,11 +3,11 @@ import {
   checkHttpOptions,
   type HttpInternals,
   type HttpOptions,
+  parseSecureUrl,
   sendWithRetries,
 } from "./_http.ts";
 import { summarise } from "./_redact.ts";
-import { parseSecureUrl } from "./_url.ts";
-import { USER_AGENT } from "./_version.ts";
+import { USER_AGENT } from "./_constants.ts";
 
 /** Options for {@linkcode discoverTokenEndpoint}: how the metadata requests are sent. */
 export interface DiscoverTokenEndpointOptions extends HttpOptions {}

@@ -4,9 +4,8 @@ import {
   type HttpOptions,
   sendWithRetries,
 } from "./_http.ts";
-import { decodeJwt } from "./_jwt.ts";
 import { MASK } from "./_redact.ts";
-import { buildTokenExchangeRequest, type TokenExchangeParameters } from "./_request.ts";
+import { buildRequest, type TokenExchangeParameters } from "./_request.ts";
 import { processResponse, type TokenExchangeResponse } from "./_response.ts";
 
 /** Options for {@linkcode exchangeToken}: the request parameters and how to send it. */
@@ -18,9 +17,7 @@ const SECRET_FIELDS = new Set(["subject_token", "actor_token", "client_secret"])
 /** Describes the form for debug output, with every secret replaced by its length. */
 export function describeForm(body: URLSearchParams): string {
   return [...body].map(([name, value]) =>
-    SECRET_FIELDS.has(name)
-      ? `${name}=${MASK} (${value.length} characters${decodeJwt(value) ? ", a JWT" : ""})`
-      : `${name}=${value}`
+    SECRET_FIELDS.has(name) ? `${name}=${MASK} (${value.length} characters)` : `${name}=${value}`
   ).join(", ");
 }
 
@@ -64,12 +61,12 @@ export function exchangeToken(options: ExchangeTokenOptions): Promise<TokenExcha
 export async function exchange(
   options: ExchangeTokenOptions & HttpInternals,
 ): Promise<TokenExchangeResponse> {
-  const request = buildTokenExchangeRequest(options);
+  const request = buildRequest(options);
   checkHttpOptions(options);
   const debug = options.onDebug;
   debug?.(`Token endpoint: ${request.url.href}`);
   debug?.(`Parameters: ${describeForm(request.body)}`);
-  if (request.headers.has("authorization")) {
+  if (request.headers["authorization"] !== undefined) {
     debug?.(`Client authentication: HTTP Basic as "${options.clientId}" (secret ${MASK})`);
   }
   const secrets = [options.subjectToken, options.actorToken, options.clientSecret]

@@ -10,7 +10,7 @@ import {
 import { exchange, exchangeToken, type ExchangeTokenOptions } from "./_exchange.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./tests/_token_endpoint.ts";
 import { CLIENT_SECRET, SUBJECT_TOKEN } from "./tests/_tokens.ts";
-import { VERSION } from "./_version.ts";
+import { VERSION } from "./_constants.ts";
 
 /** Records the waits instead of waiting. */
 function fakeTime() {
@@ -289,7 +289,7 @@ Deno.test("exchangeToken() reports each step through onDebug without a secret", 
   });
   assert.deepEqual(lines, [
     `Token endpoint: ${server.url}`,
-    `Parameters: grant_type=urn:ietf:params:oauth:grant-type:token-exchange, subject_token=*** (${SUBJECT_TOKEN.length} characters, a JWT), subject_token_type=urn:ietf:params:oauth:token-type:jwt`,
+    `Parameters: grant_type=urn:ietf:params:oauth:grant-type:token-exchange, subject_token=*** (${SUBJECT_TOKEN.length} characters), subject_token_type=urn:ietf:params:oauth:token-type:jwt`,
     'Client authentication: HTTP Basic as "ci" (secret ***)',
     `POST ${server.url} (attempt 1 of 4)`,
     "Token endpoint answered HTTP 502 Bad Gateway",

@@ -1,7 +1,55 @@
-// One HTTP request with a per-attempt timeout, retries with backoff, jitter and Retry-After, no
-// redirects, and a cap on the body. Returns the response with its body already read.
+// Sending requests: the one rule for every URL (https, or plain http to loopback), and one HTTP
+// request with a per-attempt timeout, retries with backoff, jitter and Retry-After, no redirects,
+// and a cap on the body.
 
 import { NetworkError, ResponseTooLargeError, TimeoutError } from "./_errors.ts";
+
+/**
+ * Reports whether a URL hostname (as `URL.hostname` gives it) is a loopback address:
+ * `localhost`, any `127.0.0.0/8` address or `[::1]`.
+ *
+ * @param hostname The hostname, with IPv6 addresses in brackets.
+ * @returns `true` for a loopback hostname.
+ */
+export function isLoopbackHostname(hostname: string): boolean {
+  const host = hostname.toLowerCase();
+  return host === "localhost" || host === "[::1]" || /^127(?:\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * Parses a URL that a request will be sent to and checks it is safe to send credentials to.
+ *
+ * @param value The URL.
+ * @param what What the URL is, for the message (`Token endpoint`, `Issuer`, …).
+ * @returns The parsed URL.
+ * @throws {TypeError} If the URL is not absolute, is neither https nor loopback http, carries
+ * credentials or has a fragment.
+ */
+export function parseSecureUrl(value: string | URL, what: string): URL {
+  const text = String(value);
+  const url = URL.parse(text);
+  if (url === null) {
+    throw new TypeError(
+      `${what} "${text}" is not an absolute URL: use a URL such as "https://sts.example.com/token"`,
+    );
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new TypeError(
+      `${what} "${url.protocol}//${url.host}${url.pathname}" must not contain credentials: use a client ID and secret instead`,
+    );
+  }
+  if (
+    url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHostname(url.hostname))
+  ) {
+    throw new TypeError(
+      `${what} "${text}" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])`,
+    );
+  }
+  if (url.hash !== "") {
+    throw new TypeError(`${what} "${text}" must not have a fragment ("${url.hash}")`);
+  }
+  return url;
+}
 
 /** Statuses that say "try again later" (RFC 9110 §15, RFC 6585 §4). */
 const RETRYABLE_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
@@ -112,8 +160,15 @@ function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
+function tooLarge(response: Response, limit: number, what: string): ResponseTooLargeError {
+  return new ResponseTooLargeError(`${what} sent a body of more than ${limit} bytes`, limit, {
+    status: response.status,
+  });
+}
+
 /**
- * Reads the whole body, refusing more than `limit` bytes.
+ * Reads the whole body, refusing more than `limit` bytes. `framed` says the response comes from
+ * the platform's fetch, whose HTTP framing holds a body to its `Content-Length`.
  *
  * @throws {ResponseTooLargeError} When the body, or its declared `Content-Length`, is over `limit`.
  */
@@ -121,6 +176,7 @@ export async function readCapped(
   response: Response,
   limit: number,
   what: string,
+  framed = false,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const declared = Number(response.headers.get("content-length"));
   if (declared > limit) {
@@ -132,6 +188,13 @@ export async function readCapped(
     );
   }
   if (response.body === null) return new Uint8Array();
+  // From the platform's fetch, HTTP framing holds the body to its Content-Length: read it at once
+  // (about 1 ms faster than a stream reader in a short-lived process). Otherwise count as it comes.
+  if (framed && declared > 0) {
+    const body = new Uint8Array(await response.arrayBuffer());
+    if (body.byteLength > limit) throw tooLarge(response, limit, what);
+    return body;
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = response.body.getReader();
@@ -142,11 +205,7 @@ export async function readCapped(
       size += value.byteLength;
       if (size > limit) {
         await reader.cancel().catch(() => {});
-        throw new ResponseTooLargeError(
-          `${what} sent a body of more than ${limit} bytes`,
-          limit,
-          { status: response.status },
-        );
+        throw tooLarge(response, limit, what);
       }
       chunks.push(value);
     }
@@ -185,6 +244,7 @@ export async function readResponse(
   response: Response,
   limit: number,
   what: string,
+  framed = false,
 ): Promise<ReadResponse> {
   const { status, statusText, headers, type } = response;
   let body: Uint8Array;
@@ -192,7 +252,7 @@ export async function readResponse(
     await response.body?.cancel().catch(() => {});
     body = new Uint8Array();
   } else {
-    body = await readCapped(response, limit, what);
+    body = await readCapped(response, limit, what, framed);
   }
   return { status, statusText, headers, type, body };
 }
@@ -252,13 +312,14 @@ export async function sendWithRetries(
     // start-up, a fifth of a whole exchange.
     const timer = AbortSignal.timeout(timeout);
     const signal = caller ? AbortSignal.any([caller, timer]) : timer;
+    // The platform's fetch ends the request and its body when the signal aborts; an injected
+    // fetch may not, so its promises race the signal.
+    const bounded = <T>(promise: Promise<T>) =>
+      options.fetch ? raceAbort(promise, signal) : promise;
     let retryReason: string;
     let retryAfter: number | undefined;
     try {
-      const response = await raceAbort(
-        fetchFn(url, { ...init, redirect: "manual", signal }),
-        signal,
-      );
+      const response = await bounded(fetchFn(url, { ...init, redirect: "manual", signal }));
       debug?.(
         `${what} answered HTTP ${response.status}${
           response.statusText ? ` ${response.statusText}` : ""
@@ -269,7 +330,7 @@ export async function sendWithRetries(
         retryReason = `HTTP ${response.status}`;
         retryAfter = parseRetryAfter(response.headers.get("retry-after"), now());
       } else {
-        const read = await raceAbort(readResponse(response, limit, what), signal);
+        const read = await bounded(readResponse(response, limit, what, !options.fetch));
         return { response: read, attempts: attempt };
       }
     } catch (error) {

@@ -1,6 +1,5 @@
-import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES } from "./_constants.ts";
-import { parseSecureUrl } from "./_url.ts";
-import { USER_AGENT } from "./_version.ts";
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES, USER_AGENT } from "./_constants.ts";
+import { parseSecureUrl } from "./_http.ts";
 
 /** How the client authenticates to the token endpoint (RFC 6749 §2.3.1). */
 export type ClientAuthMethod = "basic" | "post";
@@ -97,6 +96,19 @@ export function formEncode(value: string): string {
 export function buildTokenExchangeRequest(
   parameters: TokenExchangeParameters,
 ): TokenExchangeRequest {
+  const { url, headers, body } = buildRequest(parameters);
+  return { url, headers: new Headers(headers), body };
+}
+
+/** A checked request with its headers as a plain object, which is cheaper at start-up than `Headers`. */
+export interface RequestParts {
+  url: URL;
+  headers: Record<string, string>;
+  body: URLSearchParams;
+}
+
+/** {@linkcode buildTokenExchangeRequest}, with the headers as a plain object. */
+export function buildRequest(parameters: TokenExchangeParameters): RequestParts {
   const url = parseSecureUrl(parameters.tokenEndpoint, "Token endpoint");
   requireText(parameters.subjectToken, "subjectToken");
   const subjectTokenType = parameters.subjectTokenType ?? TOKEN_TYPES.jwt;
@@ -120,7 +132,7 @@ export function buildTokenExchangeRequest(
     body.append("audience", audience);
   }
   for (const resource of list(parameters.resource)) {
-    if (!URL.canParse(resource) || new URL(resource).hash !== "") {
+    if (URL.parse(resource)?.hash !== "") {
       throw new TypeError(
         `Cannot use resource "${resource}": it must be an absolute URI without a fragment (RFC 8693 §2.1)`,
       );
@@ -134,11 +146,11 @@ export function buildTokenExchangeRequest(
     body.append("requested_token_type", parameters.requestedTokenType);
   }
 
-  const headers = new Headers({
+  const headers: Record<string, string> = {
     "content-type": "application/x-www-form-urlencoded",
     accept: "application/json",
     "user-agent": USER_AGENT,
-  });
+  };
   const { clientId, clientSecret, clientAuth = "basic" } = parameters;
   if (clientAuth !== "basic" && clientAuth !== "post") {
     throw new TypeError(`Cannot use clientAuth "${clientAuth}": it must be "basic" or "post"`);
@@ -150,10 +162,9 @@ export function buildTokenExchangeRequest(
     }
     if (clientSecret === "") throw new TypeError("Cannot use an empty clientSecret");
     if (clientAuth === "basic") {
-      headers.set(
-        "authorization",
-        `Basic ${btoa(`${formEncode(clientId)}:${formEncode(clientSecret)}`)}`,
-      );
+      headers["authorization"] = `Basic ${
+        btoa(`${formEncode(clientId)}:${formEncode(clientSecret)}`)
+      }`;
     } else {
       body.append("client_id", clientId);
       body.append("client_secret", clientSecret);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { buildTokenExchangeRequest, formEncode } from "./_request.ts";
-import { VERSION } from "./_version.ts";
+import { VERSION } from "./_constants.ts";
 
 const endpoint = "https://sts.example.com/v1/token";
 
@@ -156,4 +156,9 @@ Deno.test("buildTokenExchangeRequest() allows plain http only to loopback", () =
 
 Deno.test("formEncode() uses the form serializer, not encodeURIComponent", () => {
   assert.equal(formEncode("a b:c%d@e/f+g~h*i"), "a+b%3Ac%25d%40e%2Ff%2Bg%7Eh*i");
+});
+
+Deno.test("VERSION, and so the User-Agent, is the version deno.json publishes", async () => {
+  const { default: denoJson } = await import("./deno.json", { with: { type: "json" } });
+  assert.equal(VERSION, denoJson.version);
 });

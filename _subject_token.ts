@@ -2,10 +2,9 @@
 // or stdin. Unlike the library, this module uses Deno APIs.
 
 import type { SubjectTokenSource } from "./_cli_options.ts";
-import { type HttpOptions, sendWithRetries } from "./_http.ts";
+import { type HttpOptions, parseSecureUrl, sendWithRetries } from "./_http.ts";
 import { summarise } from "./_redact.ts";
-import { parseSecureUrl } from "./_url.ts";
-import { USER_AGENT } from "./_version.ts";
+import { USER_AGENT } from "./_constants.ts";
 
 /** The subject token could not be had: exit status 1. */
 export class SubjectTokenError extends Error {

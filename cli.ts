@@ -23,14 +23,13 @@ import {
   parseCliConfig,
   UsageError,
 } from "./_cli_options.ts";
-import { discoverTokenEndpoint } from "./_discovery.ts";
 import { OAuthError, TokenExchangeError } from "./_errors.ts";
 import { exchangeToken } from "./_exchange.ts";
-import { decodeJwt } from "./_jwt.ts";
+import type { decodeJwt as DecodeJwt } from "./_jwt.ts";
 import { maskSecrets } from "./_redact.ts";
 import type { TokenExchangeResponse } from "./_response.ts";
 import { getSubjectToken, SubjectTokenError } from "./_subject_token.ts";
-import { VERSION } from "./_version.ts";
+import { VERSION } from "./_constants.ts";
 
 const PREFIX = "token-exchange:";
 
@@ -43,7 +42,10 @@ const SOURCE_LABELS: Record<CliConfig["source"]["kind"], string> = {
 };
 
 /** The claims that identify a token to a trust policy, as one line, or what it is if not a JWT. */
-function identify(label: string, token: string): string {
+// Modules only some runs need are loaded when needed: each module costs start-up time.
+const loadJwt = async (): Promise<typeof DecodeJwt> => (await import("./_jwt.ts")).decodeJwt;
+
+function identify(decodeJwt: typeof DecodeJwt, label: string, token: string): string {
   const decoded = decodeJwt(token);
   if (decoded === undefined) {
     return `${label}: not a JWT (an opaque ${token.length}-character token)`;
@@ -57,7 +59,7 @@ function identify(label: string, token: string): string {
 }
 
 /** Everything a token says about itself, for --debug: header and claims, never the signature. */
-function explain(label: string, token: string): string {
+function explain(decodeJwt: typeof DecodeJwt, label: string, token: string): string {
   const decoded = decodeJwt(token);
   if (decoded === undefined) {
     return `${label}: not a JWT (an opaque ${token.length}-character token)`;
@@ -159,8 +161,10 @@ export async function main(
   let tokenEndpoint = config.tokenEndpoint;
   try {
     subjectToken = await getSubjectToken(config.source, http);
-    debug?.(explain(label, subjectToken));
+    const decodeJwt = config.debug ? await loadJwt() : undefined;
+    if (decodeJwt) debug?.(explain(decodeJwt, label, subjectToken));
     if (tokenEndpoint === undefined) {
+      const { discoverTokenEndpoint } = await import("./_discovery.ts");
       tokenEndpoint = await discoverTokenEndpoint(config.issuer!, http);
     }
     const result = await exchangeToken({
@@ -169,7 +173,7 @@ export async function main(
       tokenEndpoint,
       subjectToken,
     });
-    debug?.(explain("Issued token", result.accessToken));
+    if (decodeJwt) debug?.(explain(decodeJwt, "Issued token", result.accessToken));
     debug?.(
       `Response: issued_token_type=${result.issuedTokenType ?? "(none)"} token_type=${
         result.tokenType ?? "(none)"
@@ -196,7 +200,9 @@ export async function main(
       message = `Unexpected error: ${error instanceof Error ? error.message : String(error)}`;
     }
     console.error(`${PREFIX} ${maskSecrets(message, secrets)}`);
-    if (subjectToken !== undefined) console.error(`${PREFIX} ${identify(label, subjectToken)}`);
+    if (subjectToken !== undefined) {
+      console.error(`${PREFIX} ${identify(await loadJwt(), label, subjectToken)}`);
+    }
     if (config.debug && error instanceof Error && error.stack) {
       console.error(maskSecrets(error.stack, secrets));
     }

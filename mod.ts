@@ -26,7 +26,7 @@
  * @module
  */
 
-export { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES } from "./_constants.ts";
+export { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES, VERSION } from "./_constants.ts";
 export { discoverTokenEndpoint, type DiscoverTokenEndpointOptions } from "./_discovery.ts";
 export {
   DiscoveryError,
@@ -56,4 +56,3 @@ export {
   processTokenExchangeResponse,
   type TokenExchangeResponse,
 } from "./_response.ts";
-export { VERSION } from "./_version.ts";

@@ -613,7 +613,7 @@ Deno.test("cli.ts --debug explains each step on stderr and never prints a secret
   );
   assert.ok(text.includes(`Token endpoint: ${server.url}`));
   assert.ok(
-    text.some((line) => /^Parameters: .*subject_token=\*\*\* \(\d+ characters, a JWT\)/.test(line)),
+    text.some((line) => /^Parameters: .*subject_token=\*\*\* \(\d+ characters\)/.test(line)),
   );
   assert.ok(text.includes('Client authentication: HTTP Basic as "ci" (secret ***)'));
   assert.ok(text.includes("HTTP 503; retrying in 0 s (as Retry-After asks)"));

@@ -1,0 +1,202 @@
+// Whole-process benchmark: what one exchange costs a CI step, against the floor of one Deno start
+// plus one HTTP round trip. Prints the median wall time of each way to exchange, its peak RSS, and
+// the ratios b/a and c/a. `deno task bench` runs it; `--runs N` sets the number of timed runs.
+//
+//   (a) floor   bench/floor.ts: a minimal Deno script doing the same single fetch POST
+//   (b) cli     cli.ts --subject-token-env, as a user runs it
+//   (c) hook    hooks/environment sourced by bash, with the stand-in buildkite-agent
+//   (d) curl    curl doing the POST, for scale
+
+const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
+const runsFlag = Deno.args.indexOf("--runs");
+const RUNS = runsFlag === -1 ? 30 : Number(Deno.args[runsFlag + 1]);
+const WARMUP = 3;
+const SUBJECT_TOKEN =
+  "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2FnZW50LmJ1aWxka2l0ZS5jb20ifQ.c2ln";
+const DENO = Deno.execPath();
+
+const controller = new AbortController();
+const server = Deno.serve(
+  { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
+  async (request) => {
+    await request.arrayBuffer();
+    return Response.json({
+      access_token: "ya29.benchmark-access-token",
+      issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+      token_type: "Bearer",
+      expires_in: 3600,
+    });
+  },
+);
+const endpoint = `http://127.0.0.1:${server.addr.port}/token`;
+const host = `127.0.0.1:${server.addr.port}`;
+const log = await Deno.makeTempFile();
+const work = await Deno.makeTempDir();
+
+const baseEnv: Record<string, string> = {
+  PATH: `${ROOT}/tests/bin:${DENO.replace(/\/[^/]*$/, "")}:/usr/local/bin:/usr/bin:/bin`,
+  HOME: Deno.env.get("HOME") ?? "/tmp",
+  SUBJECT_TOKEN,
+  STANDIN_LOG: log,
+  STANDIN_TOKEN: SUBJECT_TOKEN,
+  TMPDIR: work,
+  ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+};
+
+interface Variant {
+  name: string;
+  what: string;
+  command: string[];
+  env?: Record<string, string>;
+}
+
+const variants: Variant[] = [
+  {
+    name: "a",
+    what: "floor: minimal Deno fetch script",
+    command: [
+      DENO,
+      "run",
+      "--no-config",
+      `--allow-net=${host}`,
+      "--allow-env=SUBJECT_TOKEN",
+      `${ROOT}/bench/floor.ts`,
+      endpoint,
+    ],
+  },
+  {
+    name: "b",
+    what: "cli.ts --subject-token-env",
+    command: [
+      DENO,
+      "run",
+      "--no-config",
+      "--no-lock",
+      "--no-remote",
+      "--no-prompt",
+      `--allow-net=${host}`,
+      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,SUBJECT_TOKEN",
+      `${ROOT}/cli.ts`,
+      "--token-endpoint",
+      endpoint,
+      "--subject-token-env",
+      "SUBJECT_TOKEN",
+    ],
+  },
+  {
+    name: "c",
+    what: "hooks/environment, stand-in agent",
+    command: [
+      "bash",
+      "-c",
+      `set -euo pipefail; source ${JSON.stringify(`${ROOT}/hooks/environment`)} >/dev/null`,
+    ],
+    env: { BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT: endpoint },
+  },
+  {
+    name: "d",
+    what: "curl POST, for scale",
+    command: [
+      "curl",
+      "-sS",
+      "--fail",
+      "--data-urlencode",
+      "grant_type=urn:ietf:params:oauth:grant-type:token-exchange",
+      "--data-urlencode",
+      `subject_token=${SUBJECT_TOKEN}`,
+      "--data-urlencode",
+      "subject_token_type=urn:ietf:params:oauth:token-type:jwt",
+      endpoint,
+    ],
+  },
+];
+
+async function run(variant: Variant): Promise<number> {
+  const started = performance.now();
+  const output = await new Deno.Command(variant.command[0]!, {
+    args: variant.command.slice(1),
+    clearEnv: true,
+    env: { ...baseEnv, ...variant.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const elapsed = performance.now() - started;
+  if (!output.success) {
+    throw new Error(`${variant.what} failed: ${new TextDecoder().decode(output.stderr)}`);
+  }
+  return elapsed;
+}
+
+/** Peak RSS in KiB of the variant's largest process, from GNU time or Python, if either is here. */
+async function peakRss(variant: Variant): Promise<number | undefined> {
+  const wrappers: string[][] = [
+    ["/usr/bin/time", "-f", "%M"],
+    [
+      "python3",
+      "-c",
+      "import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,file=sys.stderr)",
+    ],
+  ];
+  for (const wrapper of wrappers) {
+    try {
+      const output = await new Deno.Command(wrapper[0]!, {
+        args: [...wrapper.slice(1), ...variant.command],
+        clearEnv: true,
+        env: { ...baseEnv, ...variant.env },
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const kib = Number(new TextDecoder().decode(output.stderr).trim().split("\n").at(-1));
+      if (output.success && kib > 0) return kib;
+    } catch {
+      // Not installed: try the next one.
+    }
+  }
+  return undefined;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+try {
+  const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    // Interleaved, so drift in the machine's load falls on every variant alike.
+    for (const variant of variants) {
+      const elapsed = await run(variant);
+      if (i >= WARMUP) times.get(variant.name)!.push(elapsed);
+    }
+  }
+  const medians = new Map(variants.map((v) => [v.name, median(times.get(v.name)!)]));
+  const rss = new Map<string, number | undefined>();
+  for (const variant of variants) rss.set(variant.name, await peakRss(variant));
+
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))
+    .match(/model name\s*:\s*(.*)/)?.[1] ?? Deno.build.arch;
+  console.log(
+    `Whole-process exchange against a token endpoint on 127.0.0.1: median of ${RUNS} runs after ${WARMUP} warm-up runs`,
+  );
+  console.log(
+    `Deno ${Deno.version.deno}, ${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs (${cpu})\n`,
+  );
+  console.log("| | what | median | min | peak RSS |");
+  console.log("| - | - | -: | -: | -: |");
+  for (const variant of variants) {
+    const kib = rss.get(variant.name);
+    console.log(
+      `| ${variant.name} | ${variant.what} | ${medians.get(variant.name)!.toFixed(1)} ms | ${
+        Math.min(...times.get(variant.name)!).toFixed(1)
+      } ms | ${kib === undefined ? "n/a" : `${(kib / 1024).toFixed(1)} MiB`} |`,
+    );
+  }
+  const ratio = (x: string) => (medians.get(x)! / medians.get("a")!).toFixed(2);
+  console.log(`\nb/a = ${ratio("b")} (target ≤ 1.15)   c/a = ${ratio("c")}`);
+} finally {
+  controller.abort();
+  await server.finished;
+  await Deno.remove(log);
+  await Deno.remove(work, { recursive: true });
+}
