@@ -58,12 +58,25 @@ token_exchange_host() {
   printf -v "$1" '%s' "${rest##*@}"
 }
 
-# token_exchange_work_dir VAR: VAR = this job's directory for temporary files (made if missing).
-token_exchange_work_dir() {
+# token_exchange_temp_prefix VAR: VAR = the prefix of this job's temporary files (pre-exit removes
+# every file that starts with it).
+token_exchange_temp_prefix() {
   local dir="${TMPDIR:-/tmp}"
-  dir="${dir%/}/token-exchange-${BUILDKITE_JOB_ID:-local}"
-  (umask 077 && mkdir -p "$dir")
-  printf -v "$1" '%s' "$dir"
+  printf -v "$1" '%s' "${dir%/}/token-exchange-${BUILDKITE_JOB_ID:-local}."
+}
+
+# token_exchange_new_file PATH: creates PATH, refusing one that exists (O_EXCL, as mktemp does).
+# Builtins only: each program the hook starts costs a CI step about a millisecond.
+token_exchange_new_file() {
+  local created=0
+  if [[ "$-" == *C* ]]; then
+    : >"$1" 2>/dev/null || created=$?
+  else
+    set -C
+    : >"$1" 2>/dev/null || created=$?
+    set +C
+  fi
+  return "$created"
 }
 
 # token_exchange_target VAR: VAR = the Rust target triple of this machine, as deno compile names it.
@@ -248,30 +261,36 @@ token_exchange_hook() {
   local -a token_exchange_cli=()
   token_exchange_command "$plugin_dir" || return 1
 
-  local work errfile token status=0
-  token_exchange_work_dir work
-  errfile="$(mktemp "${work}/cli.XXXXXX")"
+  # The CLI's stderr (never a secret) goes to a file, so a failure can be shown after ^^^ +++.
+  local errfile line token status=0
+  token_exchange_temp_prefix errfile
+  errfile="${errfile}${RANDOM}${RANDOM}.stderr"
+  if ! token_exchange_new_file "$errfile"; then
+    token_exchange_error "Cannot create a temporary file in ${TMPDIR:-/tmp}: check it exists and is writable"
+    return 1
+  fi
   token="$(DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}" 2>"$errfile")" || status=$?
   if [[ "$status" -ne 0 ]]; then
     token_exchange_report_failure "$status" "$errfile"
     rm -f "$errfile"
     return "$status"
   fi
-  cat "$errfile" >&2
-  rm -f "$errfile"
+  if [[ -s "$errfile" ]]; then
+    while IFS= read -r line || [[ -n "$line" ]]; do printf '%s\n' "$line" >&2; done <"$errfile"
+  fi
 
   if [[ "$redact" == true ]]; then
     # On stdin, never as an argument, so the token is not visible in the process list.
-    if ! printf '%s\n' "$token" | buildkite-agent redactor add >/dev/null 2>&1; then
+    if ! buildkite-agent redactor add <<<"$token" >/dev/null 2>&1; then
       echo "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it" >&2
     fi
   fi
   export "${env_var}=${token}"
   if [[ -n "$token_file" ]]; then
-    mkdir -p "$(dirname "$token_file")"
-    rm -f "$token_file"
+    [[ -d "${token_file%/*}" ]] || mkdir -p "${token_file%/*}"
+    # A new file, so an old one's mode or a symbolic link in its place cannot expose the token.
+    [[ ! -e "$token_file" && ! -L "$token_file" ]] || rm -f "$token_file"
     (umask 077 && printf '%s' "$token" >"$token_file")
-    chmod 0600 "$token_file"
     export "${env_var}_FILE=${token_file}"
   fi
   echo "Exported ${env_var}${token_file:+ and ${env_var}_FILE (${token_file})}"
@@ -289,6 +308,6 @@ token_exchange_pre_exit() {
       "$token_file" | */"${token_file#./}") rm -f "${!file_var}" ;;
     esac
   fi
-  work="${TMPDIR:-/tmp}"
-  rm -rf "${work%/}/token-exchange-${BUILDKITE_JOB_ID:-local}"
+  token_exchange_temp_prefix work
+  rm -f "${work}"*
 }

@@ -26,6 +26,10 @@ Deno.test("hooks/environment exports the token, hands it to the redactor on stdi
   ]);
   assert.deepEqual(result.redacted, [ISSUED_TOKEN]);
   assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
+  // The CLI's (empty) stderr waits for pre-exit, so success starts no rm.
+  assert.deepEqual(result.leftovers.map((name) => name.replace(/\.\d+\.stderr$/, ".N.stderr")), [
+    "token-exchange-0184990a-477b-4fa8-9968-496074483cee.N.stderr",
+  ]);
 });
 
 Deno.test("hooks/environment keeps the sourcing shell running and its options intact on success", async () => {
@@ -178,7 +182,7 @@ Deno.test("hooks/environment fails the job with ^^^ +++, the error and the token
     `🚨 Token exchange failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "sub not allowed"; check that the endpoint's trust policy accepts the token's iss, sub and aud below\n${CLAIMS_LINE}\n`,
   );
   assert.deepEqual(result.exported, {});
-  assert.deepEqual(result.leftovers, ["token-exchange-0184990a-477b-4fa8-9968-496074483cee"]);
+  assert.deepEqual(result.leftovers, []);
 });
 
 Deno.test("hooks/environment fails on a bad configuration before asking the agent for a token", async (t) => {
