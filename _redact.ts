@@ -9,16 +9,23 @@ const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}/g;
 
 /**
  * Replaces every occurrence of the given secrets, and anything that looks like a JWT, with
- * {@linkcode MASK}.
+ * {@linkcode MASK}. Each secret is also masked as a request carries it: form-encoded (a server
+ * that echoes the request body) and percent-encoded.
  *
  * @param text The text to clean.
  * @param secrets The secrets to mask; empty strings are ignored.
  * @returns The text with no secret left in it.
  */
 export function maskSecrets(text: string, secrets: readonly string[] = []): string {
+  const forms = new Set<string>();
+  for (const secret of secrets) {
+    forms.add(secret);
+    forms.add(new URLSearchParams([["", secret]]).toString().slice(1));
+    forms.add(encodeURIComponent(secret));
+  }
   let masked = text;
   // Longest first, so a secret that contains another is masked whole.
-  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+  for (const secret of [...forms].sort((a, b) => b.length - a.length)) {
     if (secret.length >= 3) masked = masked.replaceAll(secret, MASK);
   }
   return masked.replace(JWT_PATTERN, MASK);

@@ -18,3 +18,16 @@ Deno.test("summarise() flattens to one line, drops control characters and shorte
   assert.equal(summarise("a\n\tb\u001b[31mc\u0000d", [], 200), "a b [31mc d");
   assert.equal(summarise("x".repeat(10), [], 4), "xxxx…");
 });
+
+Deno.test("maskSecrets() masks a secret form-encoded and percent-encoded too", () => {
+  const secret = "s3cr:et%2F@/+ pass word";
+  assert.equal(
+    maskSecrets(
+      `raw=${secret} form=${new URLSearchParams([["", secret]]).toString().slice(1)} uri=${
+        encodeURIComponent(secret)
+      }`,
+      [secret],
+    ),
+    "raw=*** form=*** uri=***",
+  );
+});
