@@ -215,8 +215,33 @@ Deno.test("exchangeToken() retries a refused connection, then reports it", async
   assert.match(
     error.message,
     new RegExp(
-      `^Cannot reach token endpoint "http://127.0.0.1:${port}/token": .*\\(after 3 attempts\\)$`,
+      `^Cannot reach token endpoint "http://127.0.0.1:${port}/token": .*Connection refused.*\\(after 3 attempts\\)$`,
     ),
+  );
+});
+
+Deno.test("exchangeToken() names the reason fetch gives only as its cause", async () => {
+  // Deno 2 and Node throw TypeError("fetch failed") and put what happened in `cause`.
+  const fetchFailed = () =>
+    Promise.reject(
+      new TypeError("fetch failed", {
+        cause: new Error("connect ECONNREFUSED 192.0.2.1:443", {
+          cause: new Error("connect ECONNREFUSED 192.0.2.1:443"),
+        }),
+      }),
+    );
+  const error = await rejection(
+    exchange({
+      tokenEndpoint: "https://sts.example.com/token",
+      subjectToken: "s",
+      retries: 0,
+      fetch: fetchFailed,
+    }),
+  );
+  assert.ok(error instanceof NetworkError);
+  assert.equal(
+    error.message,
+    'Cannot reach token endpoint "https://sts.example.com/token": connect ECONNREFUSED 192.0.2.1:443',
   );
 });
 
