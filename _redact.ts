@@ -7,10 +7,14 @@ export const MASK = "***";
 // (`eyJ` is `{"`) and whatever segments follow it.
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}/g;
 
+/** The shortest JWS signature masked on its own (an HMAC-SHA-256 one is 43 characters). */
+const MIN_SIGNATURE_LENGTH = 16;
+
 /**
  * Replaces every occurrence of the given secrets, and anything that looks like a JWT, with
  * {@linkcode MASK}. Each secret is also masked as a request carries it: form-encoded (a server
- * that echoes the request body) and percent-encoded.
+ * that echoes the request body) and percent-encoded; and a JWT's signature on its own, which with
+ * the header and claims (not secret, and shown by debug output) would rebuild the token.
  *
  * @param text The text to clean.
  * @param secrets The secrets to mask; empty strings are ignored.
@@ -22,6 +26,11 @@ export function maskSecrets(text: string, secrets: readonly string[] = []): stri
     forms.add(secret);
     forms.add(new URLSearchParams([["", secret]]).toString().slice(1));
     forms.add(encodeURIComponent(secret));
+    const parts = secret.split(".");
+    const signature = parts[2];
+    if (parts.length === 3 && signature !== undefined && signature.length >= MIN_SIGNATURE_LENGTH) {
+      forms.add(signature);
+    }
   }
   let masked = text;
   // Longest first, so a secret that contains another is masked whole.

@@ -31,3 +31,12 @@ Deno.test("maskSecrets() masks a secret form-encoded and percent-encoded too", (
     "raw=*** form=*** uri=***",
   );
 });
+
+Deno.test("maskSecrets() masks the signature of a JWT secret on its own", () => {
+  // With the header and claims --debug prints, a leaked signature would rebuild the token.
+  const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.U1VCSkVDVC1TSUdOQVRVUkUtU0VDUkVU";
+  assert.equal(
+    maskSecrets('error "U1VCSkVDVC1TSUdOQVRVUkUtU0VDUkVU" short=a.b.c', [jwt, "a.b.c"]),
+    'error "***" short=***',
+  );
+});
