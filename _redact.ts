@@ -40,6 +40,12 @@ export function maskSecrets(text: string, secrets: readonly string[] = []): stri
   return masked.replace(JWT_PATTERN, MASK);
 }
 
+/** The text on one line: each run of whitespace and control characters becomes one space. */
+function flatten(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\s\x00-\x1f\x7f]+/g, " ").trim();
+}
+
 /**
  * Masks secrets, flattens the text onto one line (control characters included) and shortens it for an error message.
  *
@@ -49,7 +55,8 @@ export function maskSecrets(text: string, secrets: readonly string[] = []): stri
  * @returns One line of at most `limit` characters (plus an ellipsis when shortened).
  */
 export function summarise(text: string, secrets: readonly string[] = [], limit = 200): string {
-  // deno-lint-ignore no-control-regex
-  const line = maskSecrets(text, secrets).replace(/[\s\x00-\x1f\x7f]+/g, " ").trim();
+  // Masked before flattening and again after, so that a secret echoed with a control character or
+  // a line break where it has a space is not rebuilt by the flattening.
+  const line = maskSecrets(flatten(maskSecrets(text, secrets)), secrets.map(flatten));
   return line.length > limit ? `${line.slice(0, limit)}…` : line;
 }

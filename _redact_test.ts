@@ -40,3 +40,11 @@ Deno.test("maskSecrets() masks the signature of a JWT secret on its own", () => 
     'error "***" short=***',
   );
 });
+
+Deno.test("summarise() masks a secret that flattening onto one line would rebuild", () => {
+  // A NUL or a line break where the secret has a space becomes that space again.
+  assert.equal(
+    summarise('"pass\u0000word" "pass\r\nword" "pass word"', ["pass word"]),
+    '"***" "***" "***"',
+  );
+});
