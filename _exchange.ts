@@ -69,8 +69,13 @@ export async function exchange(
   if (request.headers["authorization"] !== undefined) {
     debug?.(`Client authentication: HTTP Basic as "${options.clientId}" (secret ${MASK})`);
   }
-  const secrets = [options.subjectToken, options.actorToken, options.clientSecret]
-    .filter((secret): secret is string => secret !== undefined);
+  const secrets = [
+    options.subjectToken,
+    options.actorToken,
+    options.clientSecret,
+    // The Basic credentials, which a proxy's error page may echo from the request headers.
+    request.headers["authorization"]?.replace(/^Basic /, ""),
+  ].filter((secret): secret is string => secret !== undefined);
   const { response, attempts } = await sendWithRetries(
     request.url,
     { method: "POST", headers: request.headers, body: request.body.toString() },

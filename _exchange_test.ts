@@ -215,8 +215,33 @@ Deno.test("exchangeToken() retries a refused connection, then reports it", async
   assert.match(
     error.message,
     new RegExp(
-      `^Cannot reach token endpoint "http://127.0.0.1:${port}/token": .*\\(after 3 attempts\\)$`,
+      `^Cannot reach token endpoint "http://127.0.0.1:${port}/token": .*Connection refused.*\\(after 3 attempts\\)$`,
     ),
+  );
+});
+
+Deno.test("exchangeToken() names the reason fetch gives only as its cause", async () => {
+  // Deno 2 and Node throw TypeError("fetch failed") and put what happened in `cause`.
+  const fetchFailed = () =>
+    Promise.reject(
+      new TypeError("fetch failed", {
+        cause: new Error("connect ECONNREFUSED 192.0.2.1:443", {
+          cause: new Error("connect ECONNREFUSED 192.0.2.1:443"),
+        }),
+      }),
+    );
+  const error = await rejection(
+    exchange({
+      tokenEndpoint: "https://sts.example.com/token",
+      subjectToken: "s",
+      retries: 0,
+      fetch: fetchFailed,
+    }),
+  );
+  assert.ok(error instanceof NetworkError);
+  assert.equal(
+    error.message,
+    'Cannot reach token endpoint "https://sts.example.com/token": connect ECONNREFUSED 192.0.2.1:443',
   );
 });
 
@@ -297,4 +322,41 @@ Deno.test("exchangeToken() reports each step through onDebug without a secret", 
     `POST ${server.url} (attempt 2 of 4)`,
     "Token endpoint answered HTTP 200 OK",
   ]);
+});
+
+Deno.test("exchangeToken() masks every secret an error page echoes: form-encoded, or as Basic credentials", async (t) => {
+  // A proxy's error page that shows what it refused: the credentials, from the header or the body.
+  await using server = startTokenEndpoint((request) =>
+    new Response(
+      `<pre>Authorization: ${request.headers["authorization"]}\n${new URLSearchParams(
+        request.form.filter(([name]) => name.startsWith("client_")),
+      )}</pre>`,
+      { status: 400, headers: { "content-type": "text/html" } },
+    )
+  );
+  const secret = "s3cr:et%2F@/+ pass word";
+  for (const clientAuth of ["basic", "post"] as const) {
+    await t.step(clientAuth, async () => {
+      const error = await rejection(exchangeToken({
+        tokenEndpoint: server.url,
+        subjectToken: "opaque-subject-token-0123456789",
+        clientId: "ci",
+        clientSecret: secret,
+        clientAuth,
+      }));
+      assert.ok(error instanceof HttpStatusError);
+      const request = server.requests.at(-1)!;
+      const leaks = [
+        secret,
+        new URLSearchParams([["", secret]]).toString().slice(1),
+        request.headers["authorization"]?.slice("Basic ".length),
+        "opaque-subject-token-0123456789",
+      ].filter((leak) => leak !== undefined && error.message.includes(leak));
+      assert.deepEqual(leaks, [], error.message);
+      assert.match(
+        error.message,
+        /^Token endpoint answered HTTP 400 Bad Request \(text\/html\): "<pre>Authorization: /,
+      );
+    });
+  }
 });

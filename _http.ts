@@ -267,10 +267,23 @@ function isPermanent(error: unknown): boolean {
   return name === "NotCapable" || name === "PermissionDenied";
 }
 
+/**
+ * What went wrong, from the error and its causes. Deno 2 and Node throw `TypeError("fetch failed")`
+ * and put what happened in `cause` (Deno: "error sending request for url (…): client error
+ * (Connect): tcp connect error: Connection refused (os error 111)").
+ */
 function describeCause(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  // Deno: "error sending request for url (…): client error (Connect): tcp connect error: …".
-  return message.replace(/\s+/g, " ").trim() || "unknown error";
+  const messages: string[] = [];
+  let cause = error;
+  for (let depth = 0; cause !== undefined && cause !== null && depth < 5; depth++) {
+    const message = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, " ")
+      .trim();
+    if (message !== "" && !messages.some((seen) => seen.includes(message))) messages.push(message);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  // The generic wrapper says nothing its cause does not.
+  if (messages.length > 1 && messages[0] === "fetch failed") messages.shift();
+  return messages.join(": ") || "unknown error";
 }
 
 /**

@@ -54,13 +54,34 @@ export const SECRETS: readonly string[] = [
   ISSUED_TOKEN.split(".")[2]!,
 ];
 
-/** Fails if any secret appears in the text; `allowed` lists secrets this output may hold. */
+/**
+ * The forms a secret may leak in: as is, form-encoded (as a request body carries it) and, for a
+ * JWT, its signature alone.
+ */
+export function secretForms(secrets: readonly string[]): string[] {
+  const forms = new Set<string>();
+  for (const secret of secrets) {
+    forms.add(secret);
+    forms.add(new URLSearchParams([["", secret]]).toString().slice(1));
+    const parts = secret.split(".");
+    if (parts.length === 3 && secret.startsWith("eyJ") && parts[2]!.length >= 16) {
+      forms.add(parts[2]!);
+    }
+  }
+  return [...forms];
+}
+
+/**
+ * Fails if any secret appears in the text; `allowed` lists secrets this output may hold, `extra`
+ * more secrets to look for (in every form {@linkcode secretForms} gives).
+ */
 export function assertNoSecrets(
   text: string,
   where: string,
   allowed: readonly string[] = [],
+  extra: readonly string[] = [],
 ): void {
-  for (const secret of SECRETS) {
+  for (const secret of [...SECRETS, ...secretForms(extra)]) {
     if (allowed.includes(secret)) continue;
     if (text.includes(secret)) {
       throw new Error(`${where} contains a secret (${secret.slice(0, 12)}…):\n${text}`);
