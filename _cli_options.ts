@@ -5,7 +5,7 @@
 // 6 ms of start-up, a third of a whole exchange (see README, Performance).
 
 import { TOKEN_TYPES } from "./_constants.ts";
-import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, parseSecureUrl } from "./_http.ts";
+import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, parseSecureUrl, parseUrl } from "./_http.ts";
 import { buildRequest, type ClientAuthMethod } from "./_request.ts";
 
 /** The prefix of the variables Buildkite sets from the plugin's options. */
@@ -350,7 +350,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
   function boolean(name: string): boolean {
     const source = string(name);
     if (source === undefined) return false;
-    const value = source.value.toLowerCase();
+    const value = source.value;
     if (value === "true" || value === "1") return true;
     if (value === "false" || value === "0") return false;
     throw new UsageError(`${source.from} is "${source.value}": use true or false`);
@@ -526,7 +526,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
 
   const resource = list("resource");
   for (const value of resource.value) {
-    if (!URL.canParse(value) || new URL(value).hash !== "") {
+    if (parseUrl(value)?.hash !== "") {
       throw new UsageError(
         `${resource.from} has "${value}", not an absolute URI without a fragment: use a URI such as "https://api.example.com"`,
       );

@@ -4,6 +4,7 @@ import {
   type HttpInternals,
   type HttpOptions,
   parseSecureUrl,
+  parseUrl,
   sendWithRetries,
 } from "./_http.ts";
 import { summarise } from "./_redact.ts";
@@ -43,7 +44,7 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
       if (hop === MAX_REDIRECTS) {
         return { ok: false, reason: `more than ${MAX_REDIRECTS} redirects` };
       }
-      const next = URL.parse(location, url);
+      const next = parseUrl(location, url);
       if (next === null) {
         return { ok: false, reason: `a redirect to an invalid URL "${summarise(location)}"` };
       }

@@ -17,6 +17,22 @@ export function isLoopbackHostname(hostname: string): boolean {
 }
 
 /**
+ * Parses an absolute URL, resolved against `base` if given, or gives `null`. `URL.parse()` would
+ * do, but is missing from Node.js 20, Safari 17 and other runtimes this library supports.
+ *
+ * @param text The URL.
+ * @param base The URL that a relative one is resolved against.
+ * @returns The URL, or `null` when it cannot be parsed.
+ */
+export function parseUrl(text: string, base?: string | URL): URL | null {
+  try {
+    return new URL(text, base);
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Parses a URL that a request will be sent to and checks it is safe to send credentials to.
  *
  * @param value The URL.
@@ -27,7 +43,7 @@ export function isLoopbackHostname(hostname: string): boolean {
  */
 export function parseSecureUrl(value: string | URL, what: string): URL {
   const text = String(value);
-  const url = URL.parse(text);
+  const url = parseUrl(text);
   if (url === null) {
     throw new TypeError(
       `${what} "${text}" is not an absolute URL: use a URL such as "https://sts.example.com/token"`,

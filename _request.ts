@@ -1,5 +1,5 @@
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES, USER_AGENT } from "./_constants.ts";
-import { parseSecureUrl } from "./_http.ts";
+import { parseSecureUrl, parseUrl } from "./_http.ts";
 
 /** How the client authenticates to the token endpoint (RFC 6749 §2.3.1). */
 export type ClientAuthMethod = "basic" | "post";
@@ -132,7 +132,7 @@ export function buildRequest(parameters: TokenExchangeParameters): RequestParts 
     body.append("audience", audience);
   }
   for (const resource of list(parameters.resource)) {
-    if (URL.parse(resource)?.hash !== "") {
+    if (parseUrl(resource)?.hash !== "") {
       throw new TypeError(
         `Cannot use resource "${resource}": it must be an absolute URI without a fragment (RFC 8693 §2.1)`,
       );
