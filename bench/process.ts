@@ -11,6 +11,7 @@ const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replac
 const runsFlag = Deno.args.indexOf("--runs");
 const RUNS = runsFlag === -1 ? 30 : Number(Deno.args[runsFlag + 1]);
 const WARMUP = 3;
+const FIRST_RUNS = 5;
 const SUBJECT_TOKEN =
   "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2FnZW50LmJ1aWxka2l0ZS5jb20ifQ.c2ln";
 const DENO = Deno.execPath();
@@ -111,12 +112,12 @@ const variants: Variant[] = [
   },
 ];
 
-async function run(variant: Variant): Promise<number> {
+async function run(variant: Variant, extraEnv: Record<string, string> = {}): Promise<number> {
   const started = performance.now();
   const output = await new Deno.Command(variant.command[0]!, {
     args: variant.command.slice(1),
     clearEnv: true,
-    env: { ...baseEnv, ...variant.env },
+    env: { ...baseEnv, ...variant.env, ...extraEnv },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -194,6 +195,30 @@ try {
   }
   const ratio = (x: string) => (medians.get(x)! / medians.get("a")!).toFixed(2);
   console.log(`\nb/a = ${ratio("b")} (target ≤ 1.15)   c/a = ${ratio("c")}`);
+
+  // A fresh agent: an empty DENO_DIR, so Deno transpiles and caches cli.ts on the way.
+  const firstRuns = new Map<string, number[]>(["a", "b", "c"].map((name) => [name, []]));
+  const downloads = new Set<string>();
+  for (let i = 0; i < FIRST_RUNS; i++) {
+    for (const variant of variants.filter((v) => firstRuns.has(v.name))) {
+      const denoDir = await Deno.makeTempDir({ prefix: "empty-deno-dir-" });
+      firstRuns.get(variant.name)!.push(await run(variant, { DENO_DIR: denoDir }));
+      // Anything in a download cache is a download (Deno makes an empty npm/ on every start).
+      for (const name of ["remote", "npm", "deps", "dl", "registries"]) {
+        const entries = await Array.fromAsync(Deno.readDir(`${denoDir}/${name}`)).catch(() => []);
+        if (entries.length > 0) downloads.add(`${name}/`);
+      }
+      await Deno.remove(denoDir, { recursive: true });
+    }
+  }
+  console.log(`\nFirst run on a fresh agent (empty DENO_DIR), median of ${FIRST_RUNS}:`);
+  for (const [name, values] of firstRuns) {
+    const variant = variants.find((v) => v.name === name)!;
+    console.log(`  ${name} ${variant.what}: ${median(values).toFixed(1)} ms`);
+  }
+  console.log(
+    `  downloaded into DENO_DIR: ${downloads.size === 0 ? "nothing" : [...downloads].join(", ")}`,
+  );
 } finally {
   controller.abort();
   await server.finished;
