@@ -24,13 +24,13 @@ Deno.test("the hook's target names a binary that deno task compile builds", asyn
   assert.ok(compile.includes(TARGET), `scripts/compile.bash does not build ${TARGET}`);
 });
 
-Deno.test("with deno on PATH, the hook runs cli.ts with the narrowest permissions that work", async () => {
+Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the narrowest permissions that work", async () => {
   await using server = startTokenEndpoint(issued);
   const bin = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(
       `${bin}/deno`,
-      `#!/usr/bin/env bash\nprintf '%s\\n' "$@" >"$DENO_ARGS_LOG"\nexec ${
+      `#!/usr/bin/env bash\nprintf '%s\\n' "$@" -- >>"$DENO_ARGS_LOG"\nexec ${
         JSON.stringify(Deno.execPath())
       } "$@"\n`,
       { mode: 0o755 },
@@ -46,6 +46,7 @@ Deno.test("with deno on PATH, the hook runs cli.ts with the narrowest permission
     });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+    // One start of deno in all: nothing else (no version check, no decoding) on the way.
     assert.deepEqual((await Deno.readTextFile(`${bin}/args`)).trimEnd().split("\n"), [
       "run",
       "--no-config",
@@ -56,6 +57,7 @@ Deno.test("with deno on PATH, the hook runs cli.ts with the narrowest permission
       "--allow-run=buildkite-agent",
       "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,STS_SECRET",
       `${PLUGIN_DIR}/cli.ts`,
+      "--",
     ]);
   } finally {
     await Deno.remove(bin, { recursive: true });
