@@ -2,40 +2,7 @@
 // public symbol, which JSR scores and renders.
 
 import assert from "node:assert/strict";
-import { baseEnv, ROOT } from "./_cli.ts";
-
-const ROOT_PATH = decodeURIComponent(ROOT.pathname);
-
-async function deno(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = baseEnv();
-  // Nothing here is a test of the code's coverage.
-  delete env["DENO_COVERAGE_DIR"];
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT_PATH,
-    clearEnv: true,
-    env: { ...env, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-    stdin: "null",
-  }).output();
-  return {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
-}
-
-/** The files `deno publish --dry-run` lists, relative to the repository. */
-export async function publishedFiles(): Promise<string[]> {
-  const result = await deno(["publish", "--dry-run", "--allow-dirty"]);
-  assert.equal(result.code, 0, result.stderr);
-  const output = result.stdout + result.stderr;
-  assert.match(output, /Success Dry run complete/);
-  const prefix = ROOT.href;
-  return [...output.matchAll(/^\s+(file:\/\/\S+) \(/gm)].map((m) => {
-    assert.ok(m[1]!.startsWith(prefix), m[1]);
-    return decodeURIComponent(m[1]!.slice(prefix.length));
-  }).sort();
-}
+import { deno, publishedFiles, ROOT_PATH } from "./_publish.ts";
 
 Deno.test("deno publish ships the library and CLI sources, deno.json, README and LICENSE, and nothing else", async () => {
   const sources: string[] = [];
