@@ -7,7 +7,19 @@
 
 // A constant rather than a JSON import of deno.json, which costs ~0.4 ms of start-up (see README,
 // Performance); a test keeps the two equal.
-/** The version of this package. */
+/**
+ * The version of this package, as the `User-Agent` of every request names it.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc9110#section-10.1.5}
+ *
+ * @example Reading the version
+ * ```ts
+ * import { VERSION } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * assert.match(VERSION, /^\d+\.\d+\.\d+/);
+ * ```
+ */
 export const VERSION: string = "1.0.0";
 
 /** The `User-Agent` sent with every request. */
@@ -17,6 +29,22 @@ export const USER_AGENT: string = `token-exchange/${VERSION}`;
  * The `grant_type` of a token exchange request.
  *
  * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
+ *
+ * @example Every request carries it
+ * ```ts
+ * import {
+ *   buildTokenExchangeRequest,
+ *   GRANT_TYPE_TOKEN_EXCHANGE,
+ * } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const { body } = buildTokenExchangeRequest({
+ *   tokenEndpoint: "https://sts.example.com/token",
+ *   subjectToken: "an-opaque-token",
+ * });
+ * assert.equal(body.get("grant_type"), GRANT_TYPE_TOKEN_EXCHANGE);
+ * assert.equal(GRANT_TYPE_TOKEN_EXCHANGE, "urn:ietf:params:oauth:grant-type:token-exchange");
+ * ```
  */
 export const GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 
@@ -28,9 +56,17 @@ export const GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token
  *
  * @example Asking for an access token in exchange for an ID token
  * ```ts
- * import { TOKEN_TYPES } from "@equinixmetal/token-exchange";
+ * import { buildTokenExchangeRequest, TOKEN_TYPES } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
- * console.log(TOKEN_TYPES.idToken); // urn:ietf:params:oauth:token-type:id_token
+ * const { body } = buildTokenExchangeRequest({
+ *   tokenEndpoint: "https://dex.example.com/token",
+ *   subjectToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+ *   subjectTokenType: TOKEN_TYPES.idToken,
+ *   requestedTokenType: TOKEN_TYPES.accessToken,
+ * });
+ * assert.equal(body.get("subject_token_type"), "urn:ietf:params:oauth:token-type:id_token");
+ * assert.equal(body.get("requested_token_type"), "urn:ietf:params:oauth:token-type:access_token");
  * ```
  */
 export const TOKEN_TYPES = {

@@ -10,7 +10,22 @@ import {
 import { summarise } from "./_redact.ts";
 import { USER_AGENT } from "./_constants.ts";
 
-/** Options for {@linkcode discoverTokenEndpoint}: how the metadata requests are sent. */
+/**
+ * Options for {@linkcode discoverTokenEndpoint}: how the metadata requests are sent.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8414#section-3}
+ *
+ * @example Discovery with a tight timeout, logging each step
+ * ```ts
+ * import type { DiscoverTokenEndpointOptions } from "@equinixmetal/token-exchange";
+ *
+ * const options: DiscoverTokenEndpointOptions = {
+ *   timeout: 3_000,
+ *   retries: 1,
+ *   onDebug: (line) => console.error(line),
+ * };
+ * ```
+ */
 export interface DiscoverTokenEndpointOptions extends HttpOptions {}
 
 /** How many redirects a metadata request may follow. */
@@ -95,6 +110,24 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
  *
  * const tokenEndpoint = await discoverTokenEndpoint("https://dex.example.com");
  * console.log(tokenEndpoint.href); // https://dex.example.com/token
+ * ```
+ *
+ * @example Reading metadata served by an injected `fetch`
+ * ```ts
+ * import { discoverTokenEndpoint } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const fakeFetch: typeof fetch = async (url) => {
+ *   assert.equal(String(url), "https://dex.example.com/.well-known/openid-configuration");
+ *   return Response.json({
+ *     issuer: "https://dex.example.com",
+ *     token_endpoint: "https://dex.example.com/token",
+ *   });
+ * };
+ * const tokenEndpoint = await discoverTokenEndpoint("https://dex.example.com", {
+ *   fetch: fakeFetch,
+ * });
+ * assert.equal(tokenEndpoint.href, "https://dex.example.com/token");
  * ```
  */
 export function discoverTokenEndpoint(

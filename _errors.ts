@@ -5,7 +5,22 @@
  * @module
  */
 
-/** What went wrong, as a stable string a caller can switch on. */
+/**
+ * What went wrong, as a stable string a caller can switch on: one per subclass of
+ * {@linkcode TokenExchangeError}.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.2.2}
+ *
+ * @example Choosing what to do from the code alone
+ * ```ts
+ * import type { TokenExchangeErrorCode } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const transient = (code: TokenExchangeErrorCode) => code === "network" || code === "timeout";
+ * assert.equal(transient("timeout"), true);
+ * assert.equal(transient("oauth_error"), false);
+ * ```
+ */
 export type TokenExchangeErrorCode =
   | "oauth_error"
   | "http_error"
@@ -16,7 +31,22 @@ export type TokenExchangeErrorCode =
   | "response_too_large"
   | "discovery";
 
-/** Options common to every {@linkcode TokenExchangeError}. */
+/**
+ * Options common to every {@linkcode TokenExchangeError}: the HTTP status, the number of attempts
+ * and, as for any `Error`, the `cause`.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.2.2}
+ *
+ * @example Carrying the status and the attempts
+ * ```ts
+ * import { TokenExchangeError, type TokenExchangeErrorOptions } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const options: TokenExchangeErrorOptions = { status: 503, attempts: 4 };
+ * const error = new TokenExchangeError("Token endpoint answered HTTP 503", "http_error", options);
+ * assert.equal(error.message, "Token endpoint answered HTTP 503 (after 4 attempts)");
+ * ```
+ */
 export interface TokenExchangeErrorOptions extends ErrorOptions {
   /** The HTTP status of the response that caused the error, if there was one. */
   status?: number;
@@ -28,14 +58,17 @@ export interface TokenExchangeErrorOptions extends ErrorOptions {
  * The base class of every error the exchange and discovery functions throw for a failure that is
  * not a bad argument.
  *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.2.2}
+ *
  * @example Telling failures apart
  * ```ts
- * import { TokenExchangeError } from "@equinixmetal/token-exchange";
+ * import { TimeoutError, TokenExchangeError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
- * const error: unknown = new TokenExchangeError("Token endpoint did not answer", "timeout");
- * if (error instanceof TokenExchangeError && error.code === "timeout") {
- *   console.log("try a longer timeout");
- * }
+ * const error: unknown = new TimeoutError("Token endpoint did not answer", 10_000);
+ * assert.ok(error instanceof TokenExchangeError);
+ * assert.equal(error.code, "timeout");
+ * assert.equal(error.name, "TimeoutError");
  * ```
  */
 export class TokenExchangeError extends Error {
@@ -64,7 +97,22 @@ export class TokenExchangeError extends Error {
   }
 }
 
-/** The fields of an OAuth 2.0 error response (RFC 6749 §5.2). */
+/**
+ * The fields of an OAuth 2.0 error response (RFC 6749 §5.2), in camelCase.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-5.2}
+ *
+ * @example The fields of an `invalid_grant` refusal
+ * ```ts
+ * import { OAuthError, type OAuthErrorFields } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const fields: OAuthErrorFields = { error: "invalid_grant", errorDescription: "expired" };
+ * const error = new OAuthError("Token endpoint refused the exchange", 400, fields);
+ * assert.equal(error.errorDescription, "expired");
+ * assert.equal(error.errorUri, undefined);
+ * ```
+ */
 export interface OAuthErrorFields {
   /** The `error` code, such as `invalid_grant` or `invalid_target`. */
   error: string;
@@ -82,11 +130,12 @@ export interface OAuthErrorFields {
  * @example Reading the OAuth error
  * ```ts
  * import { OAuthError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
  * const error = new OAuthError("Token endpoint refused the exchange", 400, {
  *   error: "invalid_target",
  * });
- * console.log(error.error, error.status); // invalid_target 400
+ * assert.deepEqual([error.code, error.error, error.status], ["oauth_error", "invalid_target", 400]);
  * ```
  */
 export class OAuthError extends TokenExchangeError {
@@ -127,12 +176,16 @@ export class OAuthError extends TokenExchangeError {
  * The server answered with an HTTP error whose body is not an OAuth error response, such as an
  * HTML page from a proxy.
  *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc9110#section-15}
+ *
  * @example Reading the summary
  * ```ts
  * import { HttpStatusError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
  * const error = new HttpStatusError("Bad gateway", 502, "text/html", "<h1>Bad gateway</h1>");
- * console.log(error.status, error.contentType); // 502 text/html
+ * assert.deepEqual([error.code, error.status, error.contentType], ["http_error", 502, "text/html"]);
+ * assert.equal(error.bodyExcerpt, "<h1>Bad gateway</h1>");
  * ```
  */
 export class HttpStatusError extends TokenExchangeError {
@@ -172,12 +225,16 @@ export class HttpStatusError extends TokenExchangeError {
  * The server answered with a redirect. Redirects are never followed for a token request, so the
  * credentials in its body are sent only to the configured endpoint.
  *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc9110#section-15.4}
+ *
  * @example Reading where it pointed
  * ```ts
  * import { RedirectError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
  * const error = new RedirectError("Redirected", 308, "https://sts.example.com/v2/token");
- * console.log(error.location); // https://sts.example.com/v2/token
+ * assert.equal(error.code, "redirect");
+ * assert.equal(error.location, "https://sts.example.com/v2/token");
  * ```
  */
 export class RedirectError extends TokenExchangeError {
@@ -209,12 +266,17 @@ export class RedirectError extends TokenExchangeError {
  * The request could not be sent or its response could not be read (connection refused or reset,
  * DNS failure, TLS failure, or a permission the runtime denied).
  *
+ * @see {@link https://fetch.spec.whatwg.org/#concept-network-error}
+ *
  * @example Reading the cause
  * ```ts
  * import { NetworkError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
- * const error = new NetworkError("Cannot reach the endpoint", { cause: new TypeError("refused") });
- * console.log(error.code); // network
+ * const cause = new TypeError("Connection refused");
+ * const error = new NetworkError("Cannot reach the endpoint", { cause });
+ * assert.equal(error.code, "network");
+ * assert.equal(error.cause, cause);
  * ```
  */
 export class NetworkError extends TokenExchangeError {
@@ -235,12 +297,16 @@ export class NetworkError extends TokenExchangeError {
 /**
  * An attempt did not finish (headers and body) within the per-attempt timeout.
  *
+ * @see {@link https://dom.spec.whatwg.org/#dom-abortsignal-timeout}
+ *
  * @example Reading the timeout
  * ```ts
  * import { TimeoutError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
- * const error = new TimeoutError("No answer within 10 s", 10_000);
- * console.log(error.timeout); // 10000
+ * const error = new TimeoutError("No answer within 10 s", 10_000, { attempts: 2 });
+ * assert.equal(error.timeout, 10_000);
+ * assert.equal(error.message, "No answer within 10 s (after 2 attempts)");
  * ```
  */
 export class TimeoutError extends TokenExchangeError {
@@ -271,9 +337,10 @@ export class TimeoutError extends TokenExchangeError {
  * @example Reading the status
  * ```ts
  * import { InvalidResponseError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
  * const error = new InvalidResponseError("No access_token", { status: 200 });
- * console.log(error.status); // 200
+ * assert.deepEqual([error.code, error.status], ["invalid_response", 200]);
  * ```
  */
 export class InvalidResponseError extends TokenExchangeError {
@@ -292,14 +359,18 @@ export class InvalidResponseError extends TokenExchangeError {
 }
 
 /**
- * The response body is larger than the size cap, so it was not read.
+ * The response body is larger than the size cap (announced in `Content-Length`, or found while
+ * reading), so it was not read further.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc9110#section-8.6}
  *
  * @example Reading the cap
  * ```ts
  * import { ResponseTooLargeError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
  * const error = new ResponseTooLargeError("Too large", 1_048_576);
- * console.log(error.limit); // 1048576
+ * assert.deepEqual([error.code, error.limit], ["response_too_large", 1_048_576]);
  * ```
  */
 export class ResponseTooLargeError extends TokenExchangeError {
@@ -329,10 +400,12 @@ export class ResponseTooLargeError extends TokenExchangeError {
  *
  * @example Reading the code
  * ```ts
- * import { DiscoveryError } from "@equinixmetal/token-exchange";
+ * import { DiscoveryError, TokenExchangeError } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
  *
  * const error = new DiscoveryError("No token_endpoint in the metadata");
- * console.log(error.code); // discovery
+ * assert.ok(error instanceof TokenExchangeError);
+ * assert.equal(error.code, "discovery");
  * ```
  */
 export class DiscoveryError extends TokenExchangeError {

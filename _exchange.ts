@@ -8,7 +8,26 @@ import { MASK } from "./_redact.ts";
 import { buildRequest, type TokenExchangeParameters } from "./_request.ts";
 import { processResponse, type TokenExchangeResponse } from "./_response.ts";
 
-/** Options for {@linkcode exchangeToken}: the request parameters and how to send it. */
+/**
+ * Options for {@linkcode exchangeToken}: the request parameters and how to send it.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
+ *
+ * @example A confidential client with a short timeout and no retries
+ * ```ts
+ * import type { ExchangeTokenOptions } from "@equinixmetal/token-exchange";
+ *
+ * const options: ExchangeTokenOptions = {
+ *   tokenEndpoint: "https://sts.example.com/token",
+ *   subjectToken: "an-opaque-token",
+ *   clientId: "ci",
+ *   clientSecret: "s3cret",
+ *   clientAuth: "basic",
+ *   timeout: 2_000,
+ *   retries: 0,
+ * };
+ * ```
+ */
 export interface ExchangeTokenOptions extends TokenExchangeParameters, HttpOptions {}
 
 /** Form fields whose values are never shown. */
@@ -51,6 +70,35 @@ export function describeForm(body: URLSearchParams): string {
  *   requestedTokenType: "urn:ietf:params:oauth:token-type:access_token",
  * });
  * console.log(`Token valid for ${expiresIn} s`);
+ * ```
+ *
+ * @example Testing code that exchanges tokens, with an injected `fetch`
+ * ```ts
+ * import { exchangeToken } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const sent: URLSearchParams[] = [];
+ * const fakeFetch: typeof fetch = async (_url, init) => {
+ *   sent.push(new URLSearchParams(String(init?.body)));
+ *   return Response.json({
+ *     access_token: "issued",
+ *     issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+ *     token_type: "Bearer",
+ *   });
+ * };
+ * const result = await exchangeToken({
+ *   tokenEndpoint: "https://sts.example.com/token",
+ *   subjectToken: "subject",
+ *   audience: "https://api.example.com",
+ *   fetch: fakeFetch,
+ * });
+ * assert.equal(result.accessToken, "issued");
+ * assert.deepEqual([...sent[0]!], [
+ *   ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+ *   ["subject_token", "subject"],
+ *   ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"],
+ *   ["audience", "https://api.example.com"],
+ * ]);
  * ```
  */
 export function exchangeToken(options: ExchangeTokenOptions): Promise<TokenExchangeResponse> {

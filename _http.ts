@@ -82,7 +82,18 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 /** Extra attempts on transient failure. */
 export const DEFAULT_RETRIES = 3;
 
-/** How requests are sent, shared by the exchange and discovery. */
+/**
+ * How requests are sent, shared by the exchange and discovery.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3}
+ *
+ * @example A caller's deadline over the whole exchange
+ * ```ts
+ * import type { HttpOptions } from "@equinixmetal/token-exchange";
+ *
+ * const http: HttpOptions = { signal: AbortSignal.timeout(30_000), timeout: 5_000, retries: 2 };
+ * ```
+ */
 export interface HttpOptions {
   /** The `fetch` to use. @default {globalThis.fetch} */
   fetch?: typeof fetch;

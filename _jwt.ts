@@ -1,4 +1,18 @@
-/** The parts of a JWT that are safe to show: its header and its claims, never its signature. */
+/**
+ * The parts of a JWT that are safe to show: its header and its claims, never its signature.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc7519#section-7.2}
+ *
+ * @example Checking a token's audience before sending it
+ * ```ts
+ * import { type DecodedJwt, decodeJwt } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const token = "eyJhbGciOiJub25lIn0.eyJhdWQiOiJzdHMuZXhhbXBsZS5jb20ifQ.";
+ * const decoded: DecodedJwt | undefined = decodeJwt(token);
+ * assert.deepEqual(decoded, { header: { alg: "none" }, claims: { aud: "sts.example.com" } });
+ * ```
+ */
 export interface DecodedJwt {
   /** The JOSE header, such as `{ "alg": "RS256", "kid": "…" }`. */
   header: Record<string, unknown>;

@@ -1,10 +1,57 @@
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES, USER_AGENT } from "./_constants.ts";
 import { parseSecureUrl, parseUrl } from "./_http.ts";
 
-/** How the client authenticates to the token endpoint (RFC 6749 §2.3.1). */
+/**
+ * How the client authenticates to the token endpoint (RFC 6749 §2.3.1): `basic` is
+ * `client_secret_basic` (HTTP Basic), `post` is `client_secret_post` (in the form body).
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1}
+ *
+ * @example Sending the client secret in the body
+ * ```ts
+ * import { buildTokenExchangeRequest, type ClientAuthMethod } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const clientAuth: ClientAuthMethod = "post";
+ * const { headers, body } = buildTokenExchangeRequest({
+ *   tokenEndpoint: "https://sts.example.com/token",
+ *   subjectToken: "an-opaque-token",
+ *   clientId: "ci",
+ *   clientSecret: "s3cret",
+ *   clientAuth,
+ * });
+ * assert.equal(headers.get("authorization"), null);
+ * assert.deepEqual([body.get("client_id"), body.get("client_secret")], ["ci", "s3cret"]);
+ * ```
+ */
 export type ClientAuthMethod = "basic" | "post";
 
-/** The parameters of a token exchange request (RFC 8693 §2.1) and the client's credentials. */
+/**
+ * The parameters of a token exchange request (RFC 8693 §2.1) and the client's credentials. Each
+ * optional parameter is sent only when it is set.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
+ *
+ * @example Repeated audiences and a list of scopes
+ * ```ts
+ * import {
+ *   buildTokenExchangeRequest,
+ *   type TokenExchangeParameters,
+ * } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const parameters: TokenExchangeParameters = {
+ *   tokenEndpoint: "https://sts.example.com/token",
+ *   subjectToken: "an-opaque-token",
+ *   audience: ["api-a", "api-b"],
+ *   scope: ["read", "write"],
+ * };
+ * const { body } = buildTokenExchangeRequest(parameters);
+ * assert.deepEqual(body.getAll("audience"), ["api-a", "api-b"]);
+ * assert.equal(body.get("scope"), "read write");
+ * assert.equal(body.has("resource"), false);
+ * ```
+ */
 export interface TokenExchangeParameters {
   /** The token endpoint: https, or http to a loopback address. */
   tokenEndpoint: string | URL;
@@ -41,7 +88,33 @@ export interface TokenExchangeParameters {
   clientAuth?: ClientAuthMethod;
 }
 
-/** A token exchange request, ready for `fetch`. */
+/**
+ * A token exchange request, ready for `fetch`: send it with `POST` and `redirect: "manual"`, then
+ * hand the response to {@linkcode processTokenExchangeResponse}.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
+ *
+ * @example Sending the request with your own HTTP client
+ * ```ts ignore
+ * import {
+ *   buildTokenExchangeRequest,
+ *   processTokenExchangeResponse,
+ *   type TokenExchangeRequest,
+ * } from "@equinixmetal/token-exchange";
+ *
+ * const request: TokenExchangeRequest = buildTokenExchangeRequest({
+ *   tokenEndpoint: "https://sts.example.com/token",
+ *   subjectToken: Deno.env.get("OIDC_TOKEN")!,
+ * });
+ * const response = await fetch(request.url, {
+ *   method: "POST",
+ *   headers: request.headers,
+ *   body: request.body,
+ *   redirect: "manual",
+ * });
+ * const { accessToken } = await processTokenExchangeResponse(response);
+ * ```
+ */
 export interface TokenExchangeRequest {
   /** The token endpoint. */
   url: URL;

@@ -2,7 +2,34 @@ import { HttpStatusError, InvalidResponseError, OAuthError, RedirectError } from
 import { DEFAULT_MAX_BODY_BYTES, type ReadResponse, readResponse } from "./_http.ts";
 import { summarise } from "./_redact.ts";
 
-/** A successful token exchange response (RFC 8693 §2.2.1). */
+/**
+ * A successful token exchange response (RFC 8693 §2.2.1), with the fields in camelCase and every
+ * field as the server sent it in `raw`.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.2.1}
+ *
+ * @example Reading a response that omits the optional fields
+ * ```ts
+ * import {
+ *   processTokenExchangeResponse,
+ *   type TokenExchangeResponse,
+ * } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const result: TokenExchangeResponse = await processTokenExchangeResponse(
+ *   Response.json({ access_token: "opaque", token_type: "Bearer" }),
+ * );
+ * assert.deepEqual(result, {
+ *   accessToken: "opaque",
+ *   issuedTokenType: undefined,
+ *   tokenType: "Bearer",
+ *   expiresIn: undefined,
+ *   scope: undefined,
+ *   refreshToken: undefined,
+ *   raw: { access_token: "opaque", token_type: "Bearer" },
+ * });
+ * ```
+ */
 export interface TokenExchangeResponse {
   /** The issued token (`access_token`), whatever its type. */
   accessToken: string;
@@ -26,7 +53,29 @@ export interface ProcessInternals {
   attempts?: number;
 }
 
-/** Options for {@linkcode processTokenExchangeResponse}. */
+/**
+ * Options for {@linkcode processTokenExchangeResponse}.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-5.2}
+ *
+ * @example Masking the subject token in an error page that echoes it
+ * ```ts
+ * import {
+ *   HttpStatusError,
+ *   type ProcessResponseOptions,
+ *   processTokenExchangeResponse,
+ * } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ProcessResponseOptions = { secrets: ["my-subject-token"] };
+ * const page = new Response("bad token my-subject-token", { status: 502 });
+ * await assert.rejects(processTokenExchangeResponse(page, options), (error) => {
+ *   assert.ok(error instanceof HttpStatusError);
+ *   assert.equal(error.bodyExcerpt, "bad token ***");
+ *   return true;
+ * });
+ * ```
+ */
 export interface ProcessResponseOptions {
   /** Secrets to mask in any text of the response that reaches an error message. */
   secrets?: readonly string[];

@@ -1,16 +1,32 @@
 #!/usr/bin/env -S deno run --no-prompt --allow-net --allow-run=buildkite-agent --allow-env
 /**
- * The `token-exchange` command: exchanges a CI job's OIDC token for a federated access token and
- * prints it. Every option is a flag that falls back to its `BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*`
- * variable. Exit status: 0 success, 2 usage or configuration error (found before anything is run
- * or sent), 1 any other failure.
+ * The `token-exchange` command: exchanges a CI job's OIDC token for a federated access token with
+ * OAuth 2.0 Token Exchange (RFC 8693) and prints it. Every option is a flag that falls back to its
+ * `BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*` variable. The subject token comes from
+ * `buildkite-agent oidc request-token`, or with `--subject-token-source github-actions|gitlab`
+ * from those CI systems, or from `--subject-token-env` / `--subject-token-file`. Exit status: 0
+ * success, 2 usage or configuration error (found before anything is run or sent), 1 any other
+ * failure.
  *
- * Run it with the narrowest permissions: network access to the endpoint's host only, and
- * `buildkite-agent` as the only program it may run.
+ * It runs from JSR or any URL as well as from a checkout: it reads no file of its own at run time.
+ * Give it the narrowest permissions: network access to the endpoint's host only, `buildkite-agent`
+ * as the only program it may run, and the environment.
  *
  * ```sh
  * deno run --no-prompt --allow-net=sts.example.com --allow-run=buildkite-agent --allow-env \
  *   jsr:@equinixmetal/token-exchange/cli --token-endpoint https://sts.example.com/token
+ * ```
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2}
+ *
+ * @example Running the command from code, with an environment of your own
+ * ```ts
+ * import { main } from "@equinixmetal/token-exchange/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const noEnvironment = () => undefined;
+ * assert.equal(await main(["--version"], noEnvironment), 0);
+ * assert.equal(await main(["--no-such-flag"], noEnvironment), 2);
  * ```
  *
  * @module

@@ -12,6 +12,8 @@
  *   halves of an exchange, for callers that send the request themselves.
  * - {@linkcode decodeJwt} shows what a token claims, without verifying it.
  *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693}
+ *
  * @example Exchanging a Buildkite OIDC token
  * ```ts ignore
  * import { exchangeToken } from "@equinixmetal/token-exchange";

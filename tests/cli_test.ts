@@ -731,6 +731,99 @@ Deno.test("cli.ts --subject-token-source github-actions says which permission is
   );
 });
 
+Deno.test("cli.ts keeps the token endpoint's query (RFC 6749 §3.2), where Dex up to v2.45 reads connector_id", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([
+    "--token-endpoint",
+    `${server.url}?connector_id=buildkite`,
+    "--subject-token-type",
+    "urn:ietf:params:oauth:token-type:id_token",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(server.requests.map((r) => [r.method, r.path, r.form.map(([name]) => name)]), [
+    [
+      "POST",
+      "/token?connector_id=buildkite",
+      ["grant_type", "subject_token", "subject_token_type"],
+    ],
+  ]);
+});
+
+const ACTIONS_REQUEST_TOKEN = "actions-request-token-0123456789";
+
+function actionsEnv(origin: string): Record<string, string> {
+  return {
+    ACTIONS_ID_TOKEN_REQUEST_URL: `${origin}/_apis/token?api-version=2.0`,
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN: ACTIONS_REQUEST_TOKEN,
+  };
+}
+
+Deno.test("cli.ts --subject-token-source github-actions without --audience asks for the service's default audience", async () => {
+  await using actions = startTokenEndpoint(() => Response.json({ value: SUBJECT_TOKEN }));
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(
+    ["--token-endpoint", server.url, "--subject-token-source", "github-actions"],
+    { env: actionsEnv(actions.origin), secrets: () => ({ hidden: [ACTIONS_REQUEST_TOKEN] }) },
+  );
+  assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+    code: 0,
+    stdout: `${ISSUED_TOKEN}\n`,
+    stderr: "",
+  });
+  assert.deepEqual(actions.requests.map((r) => [r.method, r.path, r.headers["authorization"]]), [
+    ["GET", "/_apis/token?api-version=2.0", `Bearer ${ACTIONS_REQUEST_TOKEN}`],
+  ]);
+});
+
+Deno.test("cli.ts --subject-token-source github-actions reports the token service's refusal once, masking the request token", async () => {
+  await using actions = startTokenEndpoint(() =>
+    Response.json(
+      { message: `Bearer ${ACTIONS_REQUEST_TOKEN} may not request an ID token` },
+      { status: 403 },
+    )
+  );
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli(
+    ["--token-endpoint", server.url, "--subject-token-source", "github-actions"],
+    { env: actionsEnv(actions.origin), secrets: () => ({ hidden: [ACTIONS_REQUEST_TOKEN] }) },
+  );
+  assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+    code: 1,
+    stdout: "",
+    stderr:
+      'token-exchange: GitHub Actions token service answered HTTP 403: "{"message":"Bearer *** may not request an ID token"}"\n',
+  });
+  assert.equal(actions.requests.length, 1, "a 403 is not retried");
+  assert.equal(server.requests.length, 0, "nothing is exchanged without a subject token");
+});
+
+Deno.test("cli.ts --subject-token-source github-actions fails on an answer without a string value", async (t) => {
+  for (
+    const [name, body] of [
+      ["no value", { count: 1 }],
+      ["a value that is not a string", { value: 42 }],
+      ["not JSON", "<html>sign in</html>"],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      await using actions = startTokenEndpoint(() =>
+        typeof body === "string" ? new Response(body) : Response.json(body)
+      );
+      await using server = startTokenEndpoint(issued);
+      const result = await runCli(
+        ["--token-endpoint", server.url, "--subject-token-source", "github-actions"],
+        { env: actionsEnv(actions.origin), secrets: () => ({ hidden: [ACTIONS_REQUEST_TOKEN] }) },
+      );
+      assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+        code: 1,
+        stdout: "",
+        stderr: 'token-exchange: GitHub Actions token service answered without a string "value"\n',
+      });
+      assert.equal(server.requests.length, 0);
+    });
+  }
+});
+
 Deno.test("cli.ts --subject-token-source gitlab reads the id_tokens variable, or names the YAML to add", async () => {
   await using server = startTokenEndpoint(issued);
   const ok = await runCli(
