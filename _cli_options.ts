@@ -39,6 +39,7 @@ export interface CliConfig {
   resource: string[];
   scope: string[];
   requestedTokenType: string | undefined;
+  extraParameters: Record<string, string[]>;
   clientId: string | undefined;
   clientSecret: string | undefined;
   clientSecretEnv: string | undefined;
@@ -115,6 +116,12 @@ export const FLAGS: Readonly<Record<string, FlagSpec>> = {
     env: "REQUESTED_TOKEN_TYPE",
     arg: "URI",
     help: "requested_token_type",
+  },
+  "extra-param": {
+    kind: "list",
+    env: "EXTRA_PARAMS",
+    arg: "NAME=VALUE",
+    help: "a form parameter beyond RFC 8693, such as Dex's connector_id (repeatable)",
   },
   "client-id": { kind: "string", env: "CLIENT_ID", arg: "ID", help: "client ID" },
   "client-secret-env": {
@@ -325,6 +332,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
       resource: [],
       scope: [],
       requestedTokenType: undefined,
+      extraParameters: {},
       clientId: undefined,
       clientSecret: undefined,
       clientSecretEnv: undefined,
@@ -533,6 +541,18 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
     }
   }
 
+  const extra = list("extra-param");
+  const extraParameters: Record<string, string[]> = {};
+  for (const item of extra.value) {
+    const eq = item.indexOf("=");
+    if (eq < 1) {
+      throw new UsageError(
+        `${extra.from} has "${item}", not NAME=VALUE: use a parameter such as connector_id=buildkite`,
+      );
+    }
+    (extraParameters[item.slice(0, eq)] ??= []).push(item.slice(eq + 1));
+  }
+
   const config: CliConfig = {
     help: false,
     version: false,
@@ -546,6 +566,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
     resource: resource.value,
     scope: list("scope").value,
     requestedTokenType: string("requested-token-type")?.value,
+    extraParameters,
     clientId,
     clientSecret,
     clientSecretEnv,
@@ -574,6 +595,7 @@ export function exchangeParameters(config: CliConfig) {
     resource: config.resource,
     scope: config.scope,
     requestedTokenType: config.requestedTokenType,
+    extraParameters: config.extraParameters,
     clientId: config.clientId,
     clientSecret: config.clientSecret,
     clientAuth: config.clientAuth,

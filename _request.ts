@@ -75,6 +75,12 @@ export interface TokenExchangeParameters {
   scope?: string | readonly string[];
   /** The type of token wanted, such as `urn:ietf:params:oauth:token-type:access_token`. */
   requestedTokenType?: string;
+  /**
+   * Form parameters a server needs beyond RFC 8693, such as Dex's `connector_id` or Keycloak's
+   * `subject_issuer`, sent after the standard ones. Not for secrets: debug output shows them. The
+   * parameters this client sends itself cannot be set here.
+   */
+  extraParameters?: Readonly<Record<string, string | readonly string[]>>;
   /** The client identifier. Without `clientSecret` it is sent as `client_id` (a public client). */
   clientId?: string;
   /** The client secret; requires `clientId`. */
@@ -123,6 +129,21 @@ export interface TokenExchangeRequest {
   /** The `application/x-www-form-urlencoded` body. */
   body: URLSearchParams;
 }
+
+/** The form parameters this client sets itself, which extra parameters may not replace. */
+const RESERVED_PARAMETERS = new Set([
+  "grant_type",
+  "subject_token",
+  "subject_token_type",
+  "actor_token",
+  "actor_token_type",
+  "audience",
+  "resource",
+  "scope",
+  "requested_token_type",
+  "client_id",
+  "client_secret",
+]);
 
 function list(value: string | readonly string[] | undefined): readonly string[] {
   return value === undefined ? [] : typeof value === "string" ? [value] : value;
@@ -217,6 +238,16 @@ export function buildRequest(parameters: TokenExchangeParameters): RequestParts 
   if (parameters.requestedTokenType !== undefined) {
     requireText(parameters.requestedTokenType, "requestedTokenType");
     body.append("requested_token_type", parameters.requestedTokenType);
+  }
+  for (const [name, values] of Object.entries(parameters.extraParameters ?? {})) {
+    if (name === "" || RESERVED_PARAMETERS.has(name)) {
+      throw new TypeError(
+        `Cannot send "${name}" as an extra parameter: ${
+          name === "" ? "it needs a name" : "this client sets it from its own option"
+        }`,
+      );
+    }
+    for (const value of list(values)) body.append(name, value);
   }
 
   const headers: Record<string, string> = {

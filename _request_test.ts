@@ -162,3 +162,37 @@ Deno.test("VERSION, and so the User-Agent, is the version deno.json publishes", 
   const { default: denoJson } = await import("./deno.json", { with: { type: "json" } });
   assert.equal(VERSION, denoJson.version);
 });
+
+Deno.test("buildTokenExchangeRequest() sends extra parameters after the standard ones", () => {
+  const request = buildTokenExchangeRequest({
+    tokenEndpoint: endpoint,
+    subjectToken: "subject",
+    requestedTokenType: "urn:ietf:params:oauth:token-type:access_token",
+    extraParameters: { connector_id: "buildkite", tag: ["a", "b"] },
+    clientId: "public",
+  });
+  assert.deepEqual([...request.body].slice(3), [
+    ["requested_token_type", "urn:ietf:params:oauth:token-type:access_token"],
+    ["connector_id", "buildkite"],
+    ["tag", "a"],
+    ["tag", "b"],
+    ["client_id", "public"],
+  ]);
+});
+
+Deno.test("buildTokenExchangeRequest() refuses an extra parameter that would replace its own", () => {
+  for (const name of ["grant_type", "subject_token", "audience", "scope", "client_secret", ""]) {
+    assert.throws(
+      () =>
+        buildTokenExchangeRequest({
+          tokenEndpoint: endpoint,
+          subjectToken: "subject",
+          extraParameters: { [name]: "x" },
+        }),
+      (error: Error) =>
+        error instanceof TypeError &&
+        error.message.startsWith(`Cannot send "${name}" as an extra parameter`),
+      name,
+    );
+  }
+});

@@ -124,6 +124,7 @@ export const GOOD_VALUES: Readonly<Record<string, readonly string[]>> = {
   resource: ["https://api.example.com/v1"],
   scope: ["read", "read write"],
   "requested-token-type": ["urn:ietf:params:oauth:token-type:access_token"],
+  "extra-param": ["connector_id=buildkite", "subject_issuer=buildkite"],
   "client-id": ["ci", "ci:bot@example"],
   "client-secret-env": ["STS_SECRET"],
   "client-auth": ["basic", "post"],

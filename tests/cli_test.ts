@@ -543,6 +543,18 @@ Deno.test("cli.ts exits 2 on every usage or configuration error, before any agen
       S: "x",
     }, "A client secret (S) needs a client ID: set --client-id"],
     [
+      "an extra parameter without a value",
+      ["--token-endpoint", url, "--extra-param", "connector_id"],
+      {},
+      '--extra-param has "connector_id", not NAME=VALUE: use a parameter such as connector_id=buildkite',
+    ],
+    [
+      "an extra parameter that replaces a standard one",
+      ["--token-endpoint", url, "--extra-param", "scope=admin"],
+      {},
+      'Cannot send "scope" as an extra parameter: this client sets it from its own option',
+    ],
+    [
       "a relative resource",
       ["--token-endpoint", url, "--resource", "api"],
       {},
@@ -868,4 +880,28 @@ Deno.test("cli.ts names the subject token file it cannot read", async () => {
     result.stderr,
     'token-exchange: Cannot read the subject token file "/nonexistent/token" (--subject-token-file): no such file\n',
   );
+});
+
+Deno.test("cli.ts sends --extra-param and the plugin's extra-params after the RFC 8693 parameters", async () => {
+  await using server = startTokenEndpoint(issued);
+  const flags = await runCli(
+    [
+      "--token-endpoint",
+      server.url,
+      "--extra-param",
+      "connector_id=buildkite",
+      "--extra-param",
+      "note=a=b",
+    ],
+    { env: { [`${P}EXTRA_PARAMS_0`]: "ignored=because-a-flag-wins" } },
+  );
+  assert.equal(flags.code, 0, flags.stderr);
+  const plugin = await runCli(["--token-endpoint", server.url], {
+    env: { [`${P}EXTRA_PARAMS`]: "connector_id=github" },
+  });
+  assert.equal(plugin.code, 0, plugin.stderr);
+  assert.deepEqual(server.requests.map((r) => r.form.slice(3)), [
+    [["connector_id", "buildkite"], ["note", "a=b"]],
+    [["connector_id", "github"]],
+  ]);
 });

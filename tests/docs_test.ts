@@ -24,6 +24,8 @@ const OPTIONS: Record<string, string> = {
   resource: "",
   scope: "",
   "requested-token-type": "",
+  // Beyond SPEC's table: Dex needs connector_id, Keycloak's legacy exchange subject_issuer.
+  "extra-params": "",
   "client-id": "",
   "client-secret-env": "",
   "client-auth": "basic",
@@ -63,7 +65,7 @@ Deno.test("README has one section per option, in plugin.yml's order, each with S
 Deno.test("--help and the README's CLI table name a flag for every option the CLI takes", () => {
   const help = helpText(denoJson.version);
   for (const option of Object.keys(OPTIONS).filter((name) => !HOOK_ONLY.includes(name))) {
-    const flag = option === "claims" ? "claim" : option;
+    const flag = option === "claims" ? "claim" : option === "extra-params" ? "extra-param" : option;
     assert.ok(FLAGS[flag], `no --${flag} flag`);
     assert.match(help, new RegExp(`--${flag} `), `--help lacks --${flag}`);
   }
