@@ -10,21 +10,13 @@ import {
 import { exchange, exchangeToken, type ExchangeTokenOptions } from "./_exchange.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./tests/_token_endpoint.ts";
 import { CLIENT_SECRET, SUBJECT_TOKEN } from "./tests/_tokens.ts";
+import { rejection } from "./tests/_rejection.ts";
 import { VERSION } from "./_constants.ts";
 
 /** Records the waits instead of waiting. */
 function fakeTime() {
   const waits: number[] = [];
   return { waits, sleep: (ms: number) => (waits.push(ms), Promise.resolve()), random: () => 0.5 };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error("expected a rejection");
 }
 
 Deno.test("exchangeToken() POSTs exactly the RFC 8693 form and returns the issued token", async () => {

@@ -7,16 +7,13 @@ import {
   ResponseTooLargeError,
 } from "./_errors.ts";
 import { processTokenExchangeResponse } from "./_response.ts";
+import { rejection as rejected } from "./tests/_rejection.ts";
 
 const SECRET = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
 
-async function rejection(response: Response): Promise<Error> {
-  try {
-    await processTokenExchangeResponse(response, { secrets: [SECRET] });
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error("expected the response to be refused");
+/** The error processing the response throws, with SECRET as a known secret. */
+function rejection(response: Response): Promise<Error> {
+  return rejected(processTokenExchangeResponse(response, { secrets: [SECRET] }));
 }
 
 Deno.test("processTokenExchangeResponse() returns every field of a full response", async () => {

@@ -19,19 +19,11 @@ import {
   subjectClaims,
 } from "./_oauth2_server.ts";
 import { createIssuer } from "./_signing.ts";
+import { rejection } from "./_rejection.ts";
 import { assertNoSecrets } from "./_tokens.ts";
 
 const JWT = "urn:ietf:params:oauth:token-type:jwt";
 const API = "https://api.example.com";
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 /** The fields of an OAuthError that say what went wrong. */
 function describeOAuthError(error: Error) {
