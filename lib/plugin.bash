@@ -287,10 +287,13 @@ token_exchange_hook() {
   fi
   export "${env_var}=${token}"
   if [[ -n "$token_file" ]]; then
-    [[ -d "${token_file%/*}" ]] || mkdir -p "${token_file%/*}"
     # A new file, so an old one's mode or a symbolic link in its place cannot expose the token.
-    [[ ! -e "$token_file" && ! -L "$token_file" ]] || rm -f "$token_file"
-    (umask 077 && printf '%s' "$token" >"$token_file")
+    if ! { [[ -d "${token_file%/*}" ]] || mkdir -p "${token_file%/*}"; } 2>/dev/null ||
+      ! { [[ ! -e "$token_file" && ! -L "$token_file" ]] || rm -f "$token_file"; } 2>/dev/null ||
+      ! (umask 077 && printf '%s' "$token" >"$token_file") 2>/dev/null; then
+      token_exchange_error "Cannot write token-file ${token_file}: check its directory exists or can be made, and is writable"
+      return 1
+    fi
     export "${env_var}_FILE=${token_file}"
   fi
   echo "Exported ${env_var}${token_file:+ and ${env_var}_FILE (${token_file})}"

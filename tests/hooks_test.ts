@@ -295,3 +295,23 @@ Deno.test("shellcheck is clean on hooks/ and lib/", {
   }).output();
   assert.equal(output.code, 0, new TextDecoder().decode(output.stdout));
 });
+
+Deno.test("hooks/environment fails clearly when it cannot write token-file", async () => {
+  await using server = startTokenEndpoint(issued);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/not-a-directory`, "");
+    const file = `${dir}/not-a-directory/token`;
+    const result = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "token-file": file },
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+    assert.equal(
+      result.stderr,
+      `🚨 Cannot write token-file ${file}: check its directory exists or can be made, and is writable\n`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
