@@ -134,11 +134,24 @@ function toJson(result: TokenExchangeResponse): string {
 }
 
 /**
- * Runs the command.
+ * Runs the command: reads the options, gets the subject token, exchanges it, and prints the
+ * issued token (or the response fields as JSON) on stdout, or one error line on stderr.
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
  *
  * @param args The command-line arguments, without the program name.
  * @param env Reads an environment variable, for the plugin's options and the client secret.
- * @returns The exit status.
+ * @returns The exit status: 0 success, 2 usage or configuration error, 1 any other failure.
+ *
+ * @example A configuration error is found before anything is run or sent
+ * ```ts
+ * import { main } from "@equinixmetal/token-exchange/cli";
+ * import assert from "node:assert/strict";
+ *
+ * const env = (name: string) =>
+ *   name === "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT" ? "http://sts.example.com/token" : undefined;
+ * assert.equal(await main([], env), 2); // plain http to a host that is not loopback
+ * ```
  */
 export async function main(
   args: readonly string[],
