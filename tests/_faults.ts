@@ -265,6 +265,29 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
             `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise timeout, or check this agent can reach the endpoint`,
         },
       },
+      {
+        // A declared length takes the client's read-it-whole path rather than the stream reader.
+        fault:
+          "Headers with a Content-Length of 1000, then a body that trickles a byte every 20 ms",
+        expected: "`TimeoutError`: the timeout covers a body of known length too",
+        reply: () => (socket) => {
+          socket.write(head(200, { "content-type": "application/json", "content-length": "1000" }));
+          socket.write('{"access_token":"');
+          every(socket, 20, () => socket.write("a"));
+        },
+        ...SHORT,
+        outcome: {
+          result:
+            `TimeoutError: Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s (after 2 attempts)`,
+          requests: 2,
+          waits: [375],
+        },
+        cli: {
+          retries: 0,
+          line:
+            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise timeout, or check this agent can reach the endpoint`,
+        },
+      },
     ],
   },
   {
