@@ -180,6 +180,10 @@ token_exchange_host() {
     token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\", whose host or port is not valid: ${fix}"
     return 2
   fi
+  if [[ "$url" =~ ^[Hh][Tt][Tt][Pp]: && ! "$url_host" =~ ^(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])$ ]]; then
+    token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\": use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])"
+    return 2
+  fi
   printf -v "$1" '%s' "${url_host}${url_port:+:$((10#$url_port))}"
 }
 
@@ -316,35 +320,92 @@ token_exchange_command() {
   token_exchange_option endpoint TOKEN_ENDPOINT ""
   token_exchange_option issuer ISSUER ""
   token_exchange_option secret_env CLIENT_SECRET_ENV ""
-  # These values become Deno permission flags, so they are checked here, before anything runs.
-  if [[ -n "$endpoint" ]]; then
+  # These values become Deno permission flags, so they are checked here, before anything runs (the
+  # CLI checks every option again, and the rest, once Deno has started).
+  if [[ -z "$endpoint" && -z "$issuer" ]]; then
+    token_exchange_config_error "No token endpoint: set token-endpoint, or issuer to discover it"
+    return 2
+  elif [[ -n "$endpoint" && -n "$issuer" ]]; then
+    token_exchange_config_error "Both token-endpoint and issuer are set: set only one"
+    return 2
+  elif [[ -n "$endpoint" ]]; then
     token_exchange_host host token-endpoint "$endpoint" || return 2
-  elif [[ -n "$issuer" ]]; then
+  else
     token_exchange_host host issuer "$issuer" || return 2
   fi
-  if [[ -n "$secret_env" && ! "$secret_env" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
-    # Never quoted: a value here that is not a variable name is often the secret itself.
-    token_exchange_config_error "client-secret-env is not an environment variable name: set it to the NAME of the variable that holds the secret (such as STS_CLIENT_SECRET), never the secret itself"
-    return 2
+  if [[ -n "$secret_env" ]]; then
+    if [[ ! "$secret_env" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      # Never quoted: a value here that is not a variable name is often the secret itself.
+      token_exchange_config_error "client-secret-env is not an environment variable name: set it to the NAME of the variable that holds the secret (such as STS_CLIENT_SECRET), never the secret itself"
+      return 2
+    elif [[ -z "${!secret_env:-}" ]]; then
+      token_exchange_config_error "The variable client-secret-env names is unset or empty in this job: set it, for example from your secrets manager"
+      return 2
+    fi
   fi
   if command -v deno >/dev/null 2>&1; then
     token_exchange_cli=(deno run --no-config --no-lock --no-remote --no-prompt)
     # Only the endpoint's host, or the issuer's for discovery (a discovered endpoint on another
     # host is refused, with a message that says to set token-endpoint).
     [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host}")
-    token_exchange_cli+=(--allow-run=buildkite-agent "--allow-env=${TOKEN_EXCHANGE_PREFIX}*${secret_env:+,${secret_env}}")
+    # The hook asks the agent for the OIDC token itself and hands it over on stdin: no --allow-run.
+    token_exchange_cli+=("--allow-env=${TOKEN_EXCHANGE_PREFIX}*${secret_env:+,${secret_env}}")
     token_exchange_cli+=("${plugin_dir}/cli.ts")
   else
     token_exchange_binary resolved_binary "$plugin_dir" || return 1
     token_exchange_cli=("$resolved_binary")
   fi
+  token_exchange_cli+=(--subject-token-source buildkite --subject-token-file - --format hook)
   token_exchange_debug "Running: ${token_exchange_cli[*]}"
 }
 
-# token_exchange_report_failure STATUS ERRFILE: passes the CLI's debug lines on, then opens the log
-# section and shows its error (with the subject token's iss, sub and aud when it has them).
+# token_exchange_agent_args: sets token_exchange_agent to the arguments of `buildkite-agent oidc
+# request-token` from the audience, lifetime and claims options, or fails on a bad value (before
+# the agent is asked).
+token_exchange_agent_args() {
+  local audience buildkite_audience lifetime claim i=0 name
+  token_exchange_option audience AUDIENCE ""
+  token_exchange_option buildkite_audience BUILDKITE_AUDIENCE ""
+  if [[ -n "$audience" && -n "$buildkite_audience" && "$audience" != "$buildkite_audience" ]]; then
+    token_exchange_config_error "audience is \"$(token_exchange_printable "$audience")\" but buildkite-audience is \"$(token_exchange_printable "$buildkite_audience")\": set only one of them"
+    return 2
+  fi
+  token_exchange_agent=(oidc request-token --audience "${audience:-${buildkite_audience:-buildkite}}")
+  token_exchange_option lifetime LIFETIME ""
+  if [[ -n "$lifetime" ]]; then
+    if [[ ! "$lifetime" =~ ^[0-9]{1,9}$ ]] || ((10#$lifetime == 0)); then
+      token_exchange_config_error "lifetime is \"$(token_exchange_printable "$lifetime")\": use a whole number of seconds above 0"
+      return 2
+    fi
+    token_exchange_agent+=(--lifetime "$((10#$lifetime))")
+  fi
+  name="${TOKEN_EXCHANGE_PREFIX}CLAIMS_0"
+  if [[ -n "${!name:-}" ]]; then
+    while name="${TOKEN_EXCHANGE_PREFIX}CLAIMS_${i}" && [[ -n "${!name:-}" ]]; do
+      token_exchange_agent+=(--claim "${!name}")
+      i=$((i + 1))
+    done
+  else
+    token_exchange_option claim CLAIMS ""
+    [[ -z "$claim" ]] || token_exchange_agent+=(--claim "$claim")
+  fi
+}
+
+# token_exchange_oidc_token ARGS...: runs `buildkite-agent ARGS...` and prints the token it prints;
+# when it fails, a line "!buildkite-agent-failed STATUS" and its error output instead, which the
+# CLI reports (its stderr is never on the job log otherwise: it could hold anything).
+token_exchange_oidc_token() {
+  local error status=0
+  { error="$(buildkite-agent "$@" 2>&1 1>&4 4>&-)" || status=$?; } 4>&1
+  if [[ "$status" -ne 0 ]]; then
+    printf '\n!buildkite-agent-failed %s\n%s\n' "$status" "$error"
+  fi
+}
+
+# token_exchange_report_failure STATUS OUTPUT: opens the log section and shows the CLI's error, which
+# --format hook writes on stdout (with the subject token's iss, sub and aud when it has them).
 token_exchange_report_failure() {
-  local status="$1" errfile="$2" line first="" version
+  local status="$1" output="$2" line first="" version
   local -a details=()
   while IFS= read -r line || [[ -n "$line" ]]; do
     line="$(token_exchange_printable "$line")"
@@ -355,7 +416,7 @@ token_exchange_report_failure() {
         ;;
       *) [[ -z "$line" ]] || details+=("$line") ;;
     esac
-  done <"$errfile"
+  done <<<"$output"
   if [[ -z "$first" ]]; then
     first="token-exchange stopped with exit status ${status}"
     if [[ "${token_exchange_cli[0]}" == deno ]] && version="$(deno --version 2>/dev/null)"; then
@@ -402,13 +463,6 @@ token_exchange_private_dir() {
     fi
   done
   printf -v "$1" '%s' "$entry"
-}
-
-# token_exchange_discard ERRFILE: after a failure, removes the CLI's stderr and this entry's private
-# directory if nothing else is in it (and the job's, if no other entry uses it).
-token_exchange_discard() {
-  rm -f "$1"
-  rmdir "${1%/*}" "${1%/*/*}" 2>/dev/null || true
 }
 
 # token_exchange_owned_file PATH: PATH is a regular file of ours, mode 0600, not a link: a token
@@ -492,43 +546,55 @@ token_exchange_hook() {
   [[ "$token_file" != 1 ]] || token_file=true
 
   echo "~~~ :key: Exchanging the job's OIDC token for ${env_var}"
-  local -a token_exchange_cli=()
+  local -a token_exchange_cli=() token_exchange_agent=()
+  token_exchange_agent_args || return
   token_exchange_command "$plugin_dir" || return
 
-  # The CLI's stderr (never a secret) goes to a file in this entry's private directory, so a
-  # failure can be shown after ^^^ +++. SSLKEYLOGFILE would make Deno write TLS session keys.
-  local private errfile line token status=0
-  token_exchange_private_dir private "$env_var" || return 1
-  errfile="${private}/stderr"
-  token="$(
-    umask 077
-    unset SSLKEYLOGFILE
-    DENO_NO_UPDATE_CHECK=1 exec "${token_exchange_cli[@]}" 2>"$errfile"
-  )" || status=$?
+  # The agent's request for the OIDC token (a round trip to Buildkite) runs while Deno starts: its
+  # output reaches the CLI on stdin. The CLI's debug lines reach the log as they happen (stderr);
+  # what it prints on stdout with --format hook is the token and its lifetime, or its error.
+  # SSLKEYLOGFILE would make Deno write the TLS session keys of the exchange to a file.
+  local output token expires_in="" status=0
+  token_exchange_debug "Requesting the OIDC token: buildkite-agent ${token_exchange_agent[*]}"
+  if [[ "${TOKEN_EXCHANGE_SEQUENTIAL:-}" == 1 ]]; then
+    # For the benchmark: the same steps one after the other, as before they overlapped.
+    output="$(token_exchange_oidc_token "${token_exchange_agent[@]}")"
+    output="$(
+      unset SSLKEYLOGFILE
+      printf '%s\n' "$output" | DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
+    )" || status=$?
+  else
+    output="$(
+      unset SSLKEYLOGFILE
+      token_exchange_oidc_token "${token_exchange_agent[@]}" |
+        DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
+    )" || status=$?
+  fi
   if [[ "$status" -ne 0 ]]; then
-    token_exchange_report_failure "$status" "$errfile"
-    token_exchange_discard "$errfile"
+    token_exchange_report_failure "$status" "$output"
     return "$status"
   fi
-  if [[ -s "$errfile" ]]; then
-    while IFS= read -r line || [[ -n "$line" ]]; do
-      printf '%s\n' "$(token_exchange_printable "$line")" >&2
-    done <"$errfile"
-  fi
-  rm -f "$errfile"
+  token="${output%%$'\n'*}"
+  [[ "$output" != *$'\n'* ]] || expires_in="${output#*$'\n'}"
+  expires_in="${expires_in%%$'\n'*}"
 
   if [[ "$redact" == true ]]; then
-    # On stdin, never as an argument, so the token is not visible in the process list.
-    if ! buildkite-agent redactor add <<<"$token" >/dev/null 2>&1; then
+    # On stdin (a pipe, never a file or an argument), so the token is not in the process list.
+    if ! printf '%s\n' "$token" | buildkite-agent redactor add >/dev/null 2>&1; then
       echo "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it" >&2
     fi
   fi
   if [[ -n "$token_file" ]]; then
+    local private
+    token_exchange_private_dir private "$env_var" || return 1
     token_exchange_token_file "$private" "$env_var" "$token_file" "$token" || return
   fi
   export "${env_var}=${token}"
-  local file_var="${env_var}_FILE"
-  echo "Exported ${env_var}${token_file:+ and ${file_var} (${!file_var})}"
+  local file_var="${env_var}_FILE" lifetime=""
+  if [[ "$expires_in" =~ ^[0-9]{1,9}$ ]]; then
+    if ((expires_in >= 120)); then lifetime=" (expires in $((expires_in / 60)) min)"; else lifetime=" (expires in ${expires_in} s)"; fi
+  fi
+  echo "Exported ${env_var}${token_file:+ and ${file_var} (${!file_var})}${lifetime}"
 }
 
 # token_exchange_pre_exit: removes what this plugin entry's hook made: the token files it recorded
