@@ -1,6 +1,7 @@
 // Whole-process benchmark: what one exchange costs a CI step, against the floor of one Deno start
 // plus one HTTP round trip. Prints the median wall time of each way to exchange, its peak RSS, and
-// the ratios b/a and c/a. `deno task bench` runs it; `--runs N` sets the number of timed runs.
+// the ratios b/a and c/a. `deno task bench` runs it; `--runs N` sets the number of timed runs, and
+// `--docs` rewrites the table in docs/performance.md.
 //
 //   (a) floor   bench/floor.ts: a minimal Deno script doing the same single fetch POST
 //   (b) cli     cli.ts --subject-token-env, as a user runs it
@@ -229,7 +230,7 @@ try {
     `  downloaded into DENO_DIR: ${downloads.size === 0 ? "nothing" : [...downloads].join(", ")}`,
   );
 
-  if (Deno.args.includes("--readme")) {
+  if (Deno.args.includes("--docs")) {
     const ms = (value: number) => `${value.toFixed(1)} ms`;
     const mib = (kib: number | undefined) =>
       kib === undefined ? "n/a" : `${(kib / 1024).toFixed(1)} MiB`;
@@ -263,16 +264,18 @@ try {
       }: the hook runs \`deno\` with \`--no-remote\`, and the plugin has no remote imports.`,
       "",
     ].join("\n");
-    const readme = `${ROOT}/README.md`;
-    const text = await Deno.readTextFile(readme);
+    const doc = `${ROOT}/docs/performance.md`;
+    const text = await Deno.readTextFile(doc);
     const start = text.indexOf("<!-- performance -->");
     const end = text.indexOf("<!-- /performance -->");
-    if (start === -1 || end === -1) throw new Error("README.md has no <!-- performance --> block");
+    if (start === -1 || end === -1) {
+      throw new Error("docs/performance.md has no <!-- performance --> block");
+    }
     await Deno.writeTextFile(
-      readme,
+      doc,
       `${text.slice(0, start + "<!-- performance -->".length)}\n${block}\n${text.slice(end)}`,
     );
-    console.log("\nREADME.md's Performance table is rewritten; run deno fmt README.md");
+    console.log("\ndocs/performance.md's table is rewritten; run deno fmt docs/performance.md");
   }
 } finally {
   controller.abort();

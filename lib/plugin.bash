@@ -2,8 +2,19 @@
 # The logic behind hooks/environment, hooks/pre-command and hooks/pre-exit. The agent sources the
 # hooks, so this file only defines functions: nothing runs, exits or leaks variables on load.
 # Written for bash 3.2 (macOS) and later.
+#
+# Threat model: the agent host is shared by other jobs (same OS user, same TMPDIR and cache), the
+# token endpoint may be hostile, the job's environment may carry proxies or SSLKEYLOGFILE, and
+# pipeline.yml may be wrong. So every file the hooks write is private (0700 directory, 0600 file),
+# written atomically, never through a link and never over a file they did not write; pre-exit
+# removes only what this job's hook recorded; the release binary is verified before every run.
 
 TOKEN_EXCHANGE_PREFIX=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_
+
+# Every option plugin.yml declares, as the agent names its variable (tests keep the two in step), and
+# those that take a list (the agent sets NAME_0, NAME_1, …).
+TOKEN_EXCHANGE_OPTIONS=" TOKEN_ENDPOINT ISSUER AUDIENCE BUILDKITE_AUDIENCE LIFETIME CLAIMS SUBJECT_TOKEN_TYPE TARGET_AUDIENCE RESOURCE SCOPE REQUESTED_TOKEN_TYPE EXTRA_PARAMS CLIENT_ID CLIENT_SECRET_ENV CLIENT_AUTH ENV_VAR TOKEN_FILE TIMEOUT RETRIES HOOK REDACT DEBUG "
+TOKEN_EXCHANGE_LIST_OPTIONS=" CLAIMS TARGET_AUDIENCE RESOURCE SCOPE EXTRA_PARAMS "
 
 # Where release binaries are downloaded from when Deno is not installed; a mirror can replace it.
 TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL=https://github.com/equinixmetal-buildkite/token-exchange-buildkite-plugin/releases/download
@@ -23,6 +34,12 @@ token_exchange_error() {
   [[ "$#" -eq 0 ]] || printf '   %s\n' "$@" >&2
 }
 
+# token_exchange_config_error MESSAGE: a pipeline.yml mistake (status 2).
+token_exchange_config_error() {
+  token_exchange_error "Configuration error: $1"
+  return 2
+}
+
 # token_exchange_boolean VAR NAME DEFAULT: VAR = true or false from a boolean option.
 token_exchange_boolean() {
   local value
@@ -30,18 +47,23 @@ token_exchange_boolean() {
   case "$value" in
     true | 1) printf -v "$1" true ;;
     false | 0) printf -v "$1" false ;;
-    *)
-      token_exchange_error "Configuration error: $(token_exchange_kebab "$2") is \"${value}\": use true or false"
-      return 2
-      ;;
+    *) token_exchange_config_error "$(token_exchange_kebab "$2") is \"$(token_exchange_printable "$value")\": use true or false" ;;
   esac
 }
 
-# token_exchange_kebab NAME: the option's name as plugin.yml spells it.
+# token_exchange_kebab NAME: the option's name as pipeline.yml spells it.
 token_exchange_kebab() {
   local name
   name="$(printf '%s' "$1" | tr '[:upper:]_' '[:lower:]-')"
   printf '%s' "$name"
+}
+
+# token_exchange_printable TEXT: TEXT on one line with control characters replaced, for messages
+# that quote a value from pipeline.yml.
+token_exchange_printable() {
+  local text="${1//[[:cntrl:]]/?}"
+  [[ "${#text}" -le 200 ]] || text="${text:0:200}…"
+  printf '%s' "$text"
 }
 
 # token_exchange_debug MESSAGE: a debug line, when debug is on.
@@ -51,32 +73,114 @@ token_exchange_debug() {
   fi
 }
 
-# token_exchange_host VAR URL: VAR = the host[:port] of URL, for --allow-net.
-token_exchange_host() {
-  local rest="${2#*://}"
-  rest="${rest%%[/?#]*}"
-  printf -v "$1" '%s' "${rest##*@}"
+# token_exchange_distance A B: prints the edit distance between A and B (for "did you mean").
+token_exchange_distance() {
+  local a="$1" b="$2" i j cost
+  local -a previous=() current=()
+  for ((j = 0; j <= ${#b}; j++)); do previous[j]=$j; done
+  for ((i = 1; i <= ${#a}; i++)); do
+    current=("$i")
+    for ((j = 1; j <= ${#b}; j++)); do
+      cost=1
+      [[ "${a:i-1:1}" != "${b:j-1:1}" ]] || cost=0
+      current[j]=$((previous[j - 1] + cost))
+      ((previous[j] + 1 >= current[j])) || current[j]=$((previous[j] + 1))
+      ((current[j - 1] + 1 >= current[j])) || current[j]=$((current[j - 1] + 1))
+    done
+    previous=("${current[@]}")
+  done
+  printf '%s' "${previous[${#b}]}"
 }
 
-# token_exchange_temp_prefix VAR: VAR = the prefix of this job's temporary files (pre-exit removes
-# every file that starts with it).
-token_exchange_temp_prefix() {
-  local dir="${TMPDIR:-/tmp}"
-  printf -v "$1" '%s' "${dir%/}/token-exchange-${BUILDKITE_JOB_ID:-local}."
+# token_exchange_check_options: every BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variable names an option
+# (the agent does not validate plugin options by default, and a misspelt one would be ignored).
+token_exchange_check_options() {
+  local variable name option best distance best_distance
+  for variable in ${!BUILDKITE_PLUGIN_TOKEN_EXCHANGE_@}; do
+    name="${variable#"$TOKEN_EXCHANGE_PREFIX"}"
+    [[ "$TOKEN_EXCHANGE_OPTIONS" != *" ${name} "* ]] || continue
+    if [[ "$name" =~ ^(.*)_[0-9]+$ ]]; then
+      name="${BASH_REMATCH[1]}"
+      [[ "$TOKEN_EXCHANGE_LIST_OPTIONS" != *" ${name} "* ]] || continue
+    fi
+    best="" best_distance=4
+    for option in $TOKEN_EXCHANGE_OPTIONS; do
+      distance="$(token_exchange_distance "$name" "$option")"
+      if ((distance < best_distance)); then best="$option" best_distance="$distance"; fi
+    done
+    if [[ -n "$best" ]]; then
+      token_exchange_config_error "$(token_exchange_kebab "$name") is not an option of this plugin: did you mean $(token_exchange_kebab "$best")?"
+    else
+      token_exchange_config_error "$(token_exchange_kebab "$name") is not an option of this plugin: see the plugin's README for the options"
+    fi
+    return 2
+  done
 }
 
-# token_exchange_new_file PATH: creates PATH, refusing one that exists (O_EXCL, as mktemp does).
-# Builtins only: each program the hook starts costs a CI step about a millisecond.
-token_exchange_new_file() {
-  local created=0
-  if [[ "$-" == *C* ]]; then
-    : >"$1" 2>/dev/null || created=$?
-  else
-    set -C
-    : >"$1" 2>/dev/null || created=$?
-    set +C
+# token_exchange_check_env_var NAME: NAME may hold the token without breaking or hijacking the rest
+# of the job (the shell, the dynamic linker, the agent, git, proxies, language runtimes).
+token_exchange_check_env_var() {
+  local name="$1" why=""
+  if [[ ! "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+    token_exchange_config_error "env-var is \"$(token_exchange_printable "$name")\", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN"
+    return 2
   fi
-  return "$created"
+  case "$name" in
+    PATH | HOME | SHELL | IFS | PS[1-4] | ENV | BASH_ENV | CDPATH | GLOBIGNORE | SHELLOPTS | BASHOPTS | \
+      PROMPT_COMMAND | TMPDIR | USER | LOGNAME | PWD | OLDPWD | TERM | LANG | LANGUAGE | TZ | HOSTNAME | \
+      MAIL | MAILPATH | OPTIND | OPTARG | OPTERR | HISTFILE | RANDOM | SECONDS | LINENO | UID | EUID | \
+      PPID | POSIXLY_CORRECT | EDITOR | VISUAL | PAGER | SSLKEYLOGFILE | KUBECONFIG | NODE_OPTIONS | \
+      NODE_PATH | PYTHONPATH | PYTHONSTARTUP | PYTHONHOME | PERL5LIB | PERL5OPT | RUBYOPT | RUBYLIB | \
+      JAVA_TOOL_OPTIONS | _JAVA_OPTIONS | JDK_JAVA_OPTIONS | GOOGLE_APPLICATION_CREDENTIALS | \
+      CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE | AWS_WEB_IDENTITY_TOKEN_FILE | AWS_ROLE_ARN | \
+      AWS_CONFIG_FILE | AWS_SHARED_CREDENTIALS_FILE | DOCKER_HOST | DOCKER_CONFIG | \
+      [Hh][Tt][Tt][Pp]_[Pp][Rr][Oo][Xx][Yy] | [Hh][Tt][Tt][Pp][Ss]_[Pp][Rr][Oo][Xx][Yy] | \
+      [Aa][Ll][Ll]_[Pp][Rr][Oo][Xx][Yy] | [Nn][Oo]_[Pp][Rr][Oo][Xx][Yy] | BUILDKITE | _)
+      why="the shell and the rest of the job rely on" ;;
+    LD_* | DYLD_*) why="the dynamic linker reads" ;;
+    BUILDKITE_*) why="the Buildkite agent owns" ;;
+    BASH_* | BASH) why="bash reads" ;;
+    GIT_* | SSH_*) why="git and ssh read" ;;
+    DENO_* | NPM_CONFIG_* | npm_config_* | LC_*) why="other tools of the job read" ;;
+    TOKEN_EXCHANGE_*) why="this plugin reads" ;;
+  esac
+  if [[ -n "$why" ]]; then
+    token_exchange_config_error "env-var is \"${name}\", a variable ${why}: use a name of your own such as FEDERATED_ACCESS_TOKEN"
+    return 2
+  fi
+}
+
+# token_exchange_host VAR OPTION URL: VAR = the host[:port] of URL, for --allow-net, after checking
+# that URL is an http(s) URL whose host and port Deno's permission flag can hold exactly.
+token_exchange_host() {
+  local option="$2" url="$3" authority url_host url_port label='[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?'
+  local fix="use a URL such as https://sts.example.com/token"
+  [[ "$option" != issuer ]] || fix="use a URL such as https://issuer.example.com"
+  if [[ ! "$url" =~ ^[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([/?#].*)?$ ]]; then
+    token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\", not an http or https URL: ${fix}"
+    return 2
+  fi
+  authority="${BASH_REMATCH[1]}"
+  if [[ "$authority" == *@* ]]; then
+    # Never quoted: a user name and password in a URL are a credential.
+    token_exchange_config_error "${option} has a user name or password in it: remove them (use client-id and client-secret-env for client credentials)"
+    return 2
+  fi
+  url_host="$authority" url_port=""
+  if [[ "$authority" =~ ^(.*):([0-9]*)$ ]]; then
+    url_host="${BASH_REMATCH[1]}" url_port="${BASH_REMATCH[2]}"
+  fi
+  local valid=true
+  [[ "$url_host" =~ ^(${label}\.)*${label}\.?$ || "$url_host" =~ ^\[[0-9A-Fa-f:.]+\]$ ]] || valid=false
+  if [[ -n "$url_port" ]]; then
+    [[ "$url_port" =~ ^[0-9]{1,5}$ ]] && ((10#$url_port >= 1 && 10#$url_port <= 65535)) || valid=false
+  fi
+  [[ -n "$url_port" || "$authority" != *: ]] || valid=false
+  if [[ "$valid" != true ]]; then
+    token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\", whose host or port is not valid: ${fix}"
+    return 2
+  fi
+  printf -v "$1" '%s' "${url_host}${url_port:+:$((10#$url_port))}"
 }
 
 # token_exchange_target VAR: VAR = the Rust target triple of this machine, as deno compile names it.
@@ -103,19 +207,40 @@ token_exchange_target() {
 token_exchange_sha256() {
   local sum
   if command -v sha256sum >/dev/null 2>&1; then
-    sum="$(sha256sum "$1")"
+    sum="$(sha256sum <"$1")" || return 1
   elif command -v shasum >/dev/null 2>&1; then
-    sum="$(shasum -a 256 "$1")"
+    sum="$(shasum -a 256 <"$1")" || return 1
   else
     return 1
   fi
   printf '%s' "${sum%% *}"
 }
 
-# token_exchange_binary VAR PLUGIN_DIR: VAR = the path of this release's verified CLI binary,
-# downloaded into the cache on first use. Never leaves an unverified file where it would be run.
+# token_exchange_verified FILE EXPECTED: FILE is a regular file (not a link) whose SHA-256 is
+# EXPECTED; otherwise a 🚨 line and status 1.
+token_exchange_verified() {
+  local file="$1" expected="$2" actual what="${3:-cached}"
+  if [[ -L "$file" || ! -f "$file" ]]; then
+    token_exchange_error "The ${what} token-exchange binary ${file} is not a regular file: it was not run" \
+      "Remove it so the next job downloads it again"
+    return 1
+  fi
+  if ! actual="$(token_exchange_sha256 "$file")"; then
+    token_exchange_error "Cannot verify the token-exchange binary: neither sha256sum nor shasum is installed or can read ${file}"
+    return 1
+  fi
+  if [[ "$actual" != "$expected" ]]; then
+    token_exchange_error "The ${what} token-exchange binary has SHA-256 ${actual}, not the ${expected} this plugin version pins: it was not run" \
+      "${4:-Remove ${file} so the next job downloads it again; if this repeats, something on this agent changes the cache}"
+    return 1
+  fi
+}
+
+# token_exchange_binary VAR PLUGIN_DIR: VAR = the path of this release's CLI binary, downloaded into
+# the cache on first use and checked against the pinned SHA-256 before every run (another job on
+# the agent can change a cached file). Never runs, or leaves where it would be run, an unverified file.
 token_exchange_binary() {
-  local plugin_dir="$2" target version="" expected="" line url cache binary tmp actual
+  local plugin_dir="$2" target version="" expected="" line url cache binary tmp
   local install="install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly"
   token_exchange_target target
   if [[ -z "$target" ]]; then
@@ -134,14 +259,15 @@ token_exchange_binary() {
       esac
     done <"${plugin_dir}/dist/SHA256SUMS"
   fi
-  if [[ -z "$expected" ]]; then
+  if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then
     token_exchange_error "Deno is not installed, and this plugin ref has no release binary (only release tags such as v${version} have them): ${install}, or pin the plugin to a release tag"
     return 1
   fi
   cache="${TOKEN_EXCHANGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/token-exchange-buildkite-plugin}/v${version}"
   binary="${cache}/token-exchange-${target}"
-  if [[ -x "$binary" ]]; then
-    token_exchange_debug "Using the cached binary ${binary}"
+  if [[ -e "$binary" || -L "$binary" ]]; then
+    token_exchange_debug "Verifying the cached binary ${binary}"
+    token_exchange_verified "$binary" "$expected" || return 1
     printf -v "$1" '%s' "$binary"
     return 0
   fi
@@ -153,48 +279,59 @@ token_exchange_binary() {
     token_exchange_error "Deno is not installed and curl is not available to download the token-exchange binary: ${install}"
     return 1
   fi
-  mkdir -p "$cache"
-  tmp="$(mktemp "${cache}/.download.XXXXXX")"
+  if ! mkdir -p "$cache" 2>/dev/null; then
+    token_exchange_error "Cannot create the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
+    return 1
+  fi
+  if ! tmp="$(mktemp "${cache}/.download.XXXXXXXX" 2>/dev/null)"; then
+    token_exchange_error "Cannot create a file in the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
+    return 1
+  fi
   local -a curl_args=(--fail --silent --show-error --location --retry 3 --connect-timeout 10 --max-time 300)
   [[ "$url" != https://* ]] || curl_args+=(--proto-redir "=https")
-  if ! curl "${curl_args[@]}" --output "$tmp" "$url" 2>"${tmp}.err"; then
-    token_exchange_error "Cannot download the token-exchange binary from ${url}: $(tr '\n' ' ' <"${tmp}.err")" \
+  local curl_error
+  if ! curl_error="$(curl "${curl_args[@]}" --output "$tmp" "$url" 2>&1)"; then
+    token_exchange_error "Cannot download the token-exchange binary from ${url}: $(token_exchange_printable "$curl_error")" \
       "Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or ${install}"
-    rm -f "$tmp" "${tmp}.err"
-    return 1
-  fi
-  rm -f "${tmp}.err"
-  if ! actual="$(token_exchange_sha256 "$tmp")"; then
     rm -f "$tmp"
-    token_exchange_error "Cannot verify the token-exchange binary: neither sha256sum nor shasum is installed"
     return 1
   fi
-  if [[ "$actual" != "$expected" ]]; then
+  if ! token_exchange_verified "$tmp" "$expected" downloaded \
+    "Check TOKEN_EXCHANGE_DOWNLOAD_URL (${url}) serves the v${version} release, or ${install}"; then
     rm -f "$tmp"
-    token_exchange_error "The downloaded token-exchange binary has SHA-256 ${actual}, not the ${expected} this plugin version pins: it was not run" \
-      "Check TOKEN_EXCHANGE_DOWNLOAD_URL (${url}) serves the v${version} release, or ${install}"
     return 1
   fi
-  chmod 0555 "$tmp"
-  mv -f "$tmp" "$binary"
+  if ! chmod 0500 "$tmp" 2>/dev/null || ! mv -f "$tmp" "$binary" 2>/dev/null; then
+    rm -f "$tmp"
+    token_exchange_error "Cannot move the verified token-exchange binary into the cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
+    return 1
+  fi
   printf -v "$1" '%s' "$binary"
 }
 
 # token_exchange_command PLUGIN_DIR: sets token_exchange_cli to the command that runs the CLI:
 # deno with the narrowest permissions that work, or the verified release binary.
 token_exchange_command() {
-  local plugin_dir="$1" endpoint issuer host secret_env resolved_binary
+  local plugin_dir="$1" endpoint issuer host="" secret_env resolved_binary
+  token_exchange_option endpoint TOKEN_ENDPOINT ""
+  token_exchange_option issuer ISSUER ""
+  token_exchange_option secret_env CLIENT_SECRET_ENV ""
+  # These values become Deno permission flags, so they are checked here, before anything runs.
+  if [[ -n "$endpoint" ]]; then
+    token_exchange_host host token-endpoint "$endpoint" || return 2
+  elif [[ -n "$issuer" ]]; then
+    token_exchange_host host issuer "$issuer" || return 2
+  fi
+  if [[ -n "$secret_env" && ! "$secret_env" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+    # Never quoted: a value here that is not a variable name is often the secret itself.
+    token_exchange_config_error "client-secret-env is not an environment variable name: set it to the NAME of the variable that holds the secret (such as STS_CLIENT_SECRET), never the secret itself"
+    return 2
+  fi
   if command -v deno >/dev/null 2>&1; then
-    token_exchange_option endpoint TOKEN_ENDPOINT ""
-    token_exchange_option issuer ISSUER ""
-    token_exchange_option secret_env CLIENT_SECRET_ENV ""
     token_exchange_cli=(deno run --no-config --no-lock --no-remote --no-prompt)
     # Only the endpoint's host, or the issuer's for discovery (a discovered endpoint on another
     # host is refused, with a message that says to set token-endpoint).
-    if [[ -n "$endpoint" || -n "$issuer" ]]; then
-      token_exchange_host host "${endpoint:-$issuer}"
-      token_exchange_cli+=("--allow-net=${host}")
-    fi
+    [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host}")
     token_exchange_cli+=(--allow-run=buildkite-agent "--allow-env=${TOKEN_EXCHANGE_PREFIX}*${secret_env:+,${secret_env}}")
     token_exchange_cli+=("${plugin_dir}/cli.ts")
   else
@@ -210,6 +347,7 @@ token_exchange_report_failure() {
   local status="$1" errfile="$2" line first="" version
   local -a details=()
   while IFS= read -r line || [[ -n "$line" ]]; do
+    line="$(token_exchange_printable "$line")"
     case "$line" in
       "token-exchange: debug: "*) printf '%s\n' "$line" >&2 ;;
       "token-exchange: "*)
@@ -234,6 +372,103 @@ token_exchange_report_failure() {
   fi
 }
 
+# token_exchange_job_dir VAR: VAR = this job's private directory (TMPDIR is shared by every job on
+# the agent; the job ID keeps two jobs apart). Nothing is created.
+token_exchange_job_dir() {
+  local tmp_dir="${TMPDIR:-/tmp}" job_id="${BUILDKITE_JOB_ID:-local}"
+  printf -v "$1" '%s' "${tmp_dir%/}/token-exchange-${job_id//[^A-Za-z0-9-]/_}"
+}
+
+# token_exchange_owned_dir DIR: DIR is a directory of ours, not a link to one.
+token_exchange_owned_dir() {
+  [[ -d "$1" && ! -L "$1" && -O "$1" ]]
+}
+
+# token_exchange_private_dir VAR ENV_VAR: VAR = this plugin entry's private directory (0700, in the
+# job's 0700 directory), made now unless this job already made it. A directory in its place that
+# is not ours, or is a link, is refused: another user or job may have planted it.
+token_exchange_private_dir() {
+  local job entry="" dir
+  token_exchange_job_dir job
+  entry="${job}/$2"
+  for dir in "$job" "$entry"; do
+    if [[ ! -e "$dir" && ! -L "$dir" ]] && mkdir -m 0700 "$dir" 2>/dev/null; then
+      continue
+    fi
+    if ! token_exchange_owned_dir "$dir"; then
+      token_exchange_error "Cannot use the private directory ${dir}: it is not a directory this agent's user made (another job may have put it there)" \
+        "Remove it, or set TMPDIR to a directory only this agent uses"
+      return 1
+    fi
+  done
+  printf -v "$1" '%s' "$entry"
+}
+
+# token_exchange_discard ERRFILE: after a failure, removes the CLI's stderr and this entry's private
+# directory if nothing else is in it (and the job's, if no other entry uses it).
+token_exchange_discard() {
+  rm -f "$1"
+  rmdir "${1%/*}" "${1%/*/*}" 2>/dev/null || true
+}
+
+# token_exchange_owned_file PATH: PATH is a regular file of ours, mode 0600, not a link: a token
+# file that an earlier job wrote, which may be replaced.
+token_exchange_owned_file() {
+  [[ -f "$1" && ! -L "$1" && -O "$1" ]] || return 1
+  [[ -n "$(find "$1" -prune -perm 0600 2>/dev/null)" ]]
+}
+
+# token_exchange_write_file PATH CONTENT: writes CONTENT to PATH atomically (a private temporary
+# file in the same directory, then a rename), so a reader never sees half a token, no link is
+# followed, and nobody can read or swap the file in between. PATH must not exist, or be a token
+# file of ours (token_exchange_owned_file).
+token_exchange_write_file() {
+  local path="$1" dir tmp
+  dir="${path%/*}"
+  [[ -n "$dir" ]] || dir=/
+  if [[ -L "$path" ]] || { [[ -e "$path" ]] && ! token_exchange_owned_file "$path"; }; then
+    return 3
+  fi
+  tmp="$(umask 077 && mktemp "${dir}/.token-exchange.XXXXXXXX" 2>/dev/null)" || return 1
+  if ! printf '%s' "$2" >"$tmp" 2>/dev/null; then
+    rm -f "$tmp"
+    return 1
+  fi
+  local -a mv_args=(-f)
+  # GNU mv: never move into a directory that appeared at PATH in the meantime.
+  [[ "$OSTYPE" != linux* ]] || mv_args+=(-T)
+  if ! mv "${mv_args[@]}" "$tmp" "$path" 2>/dev/null; then
+    rm -f "$tmp"
+    return 1
+  fi
+}
+
+# token_exchange_token_file PRIVATE_DIR ENV_VAR TOKEN_FILE TOKEN: writes the token-file, records
+# an explicit path for pre-exit, and exports ENV_VAR_FILE.
+token_exchange_token_file() {
+  local private="$1" env_var="$2" path="$3" token="$4" status=0
+  if [[ "$path" == true ]]; then
+    path="${private}/token"
+  else
+    [[ "$path" == /* ]] || path="${PWD%/}/${path}"
+    if [[ ! -d "${path%/*}" ]] && ! (umask 077 && mkdir -p "${path%/*}") 2>/dev/null; then
+      token_exchange_error "Cannot write token-file ${path}: its directory does not exist and cannot be made: use a writable directory, or token-file: true for a private one"
+      return 1
+    fi
+    # Recorded first, so pre-exit removes it whatever happens next.
+    printf '%s\n' "$path" >>"${private}/files"
+  fi
+  token_exchange_write_file "$path" "$token" || status=$?
+  if [[ "$status" -eq 3 ]]; then
+    token_exchange_config_error "token-file ${path} exists and is not a token file this plugin wrote (a 0600 regular file of this user): it was left untouched; choose another path, or token-file: true for a private one"
+    return 2
+  elif [[ "$status" -ne 0 ]]; then
+    token_exchange_error "Cannot write token-file ${path}: check its directory is writable, or use token-file: true for a private one"
+    return 1
+  fi
+  export "${env_var}_FILE=${path}"
+}
+
 # token_exchange_hook HOOK PLUGIN_DIR: the environment and pre-command hooks. Exchanges the token and
 # exports it when HOOK is the one the `hook` option selects; returns non-zero on failure.
 token_exchange_hook() {
@@ -242,42 +477,45 @@ token_exchange_hook() {
   case "$selected" in
     environment | pre-command) ;;
     *)
-      token_exchange_error "Configuration error: hook is \"${selected}\": use environment or pre-command"
+      token_exchange_config_error "hook is \"$(token_exchange_printable "$selected")\": use environment or pre-command"
       return 2
       ;;
   esac
   [[ "$selected" == "$hook" ]] || return 0
+  token_exchange_check_options || return 2
   token_exchange_boolean token_exchange_debug_on DEBUG false || return 2
   token_exchange_boolean redact REDACT true || return 2
   token_exchange_option env_var ENV_VAR FEDERATED_ACCESS_TOKEN
-  if [[ ! "$env_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
-    token_exchange_error "Configuration error: env-var is \"${env_var}\", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN"
-    return 2
-  fi
+  token_exchange_check_env_var "$env_var" || return 2
   token_exchange_option token_file TOKEN_FILE ""
-  [[ -z "$token_file" || "$token_file" == /* ]] || token_file="${PWD%/}/${token_file}"
+  [[ "$token_file" != false && "$token_file" != 0 ]] || token_file=""
+  [[ "$token_file" != 1 ]] || token_file=true
 
   echo "~~~ :key: Exchanging the job's OIDC token for ${env_var}"
   local -a token_exchange_cli=()
-  token_exchange_command "$plugin_dir" || return 1
+  token_exchange_command "$plugin_dir" || return
 
-  # The CLI's stderr (never a secret) goes to a file, so a failure can be shown after ^^^ +++.
-  local errfile line token status=0
-  token_exchange_temp_prefix errfile
-  errfile="${errfile}${RANDOM}${RANDOM}.stderr"
-  if ! token_exchange_new_file "$errfile"; then
-    token_exchange_error "Cannot create a temporary file in ${TMPDIR:-/tmp}: check it exists and is writable"
-    return 1
-  fi
-  token="$(DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}" 2>"$errfile")" || status=$?
+  # The CLI's stderr (never a secret) goes to a file in this entry's private directory, so a
+  # failure can be shown after ^^^ +++. SSLKEYLOGFILE would make Deno write TLS session keys.
+  local private errfile line token status=0
+  token_exchange_private_dir private "$env_var" || return 1
+  errfile="${private}/stderr"
+  token="$(
+    umask 077
+    unset SSLKEYLOGFILE
+    DENO_NO_UPDATE_CHECK=1 exec "${token_exchange_cli[@]}" 2>"$errfile"
+  )" || status=$?
   if [[ "$status" -ne 0 ]]; then
     token_exchange_report_failure "$status" "$errfile"
-    rm -f "$errfile"
+    token_exchange_discard "$errfile"
     return "$status"
   fi
   if [[ -s "$errfile" ]]; then
-    while IFS= read -r line || [[ -n "$line" ]]; do printf '%s\n' "$line" >&2; done <"$errfile"
+    while IFS= read -r line || [[ -n "$line" ]]; do
+      printf '%s\n' "$(token_exchange_printable "$line")" >&2
+    done <"$errfile"
   fi
+  rm -f "$errfile"
 
   if [[ "$redact" == true ]]; then
     # On stdin, never as an argument, so the token is not visible in the process list.
@@ -285,32 +523,29 @@ token_exchange_hook() {
       echo "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it" >&2
     fi
   fi
-  export "${env_var}=${token}"
   if [[ -n "$token_file" ]]; then
-    # A new file, so an old one's mode or a symbolic link in its place cannot expose the token.
-    if ! { [[ -d "${token_file%/*}" ]] || mkdir -p "${token_file%/*}"; } 2>/dev/null ||
-      ! { [[ ! -e "$token_file" && ! -L "$token_file" ]] || rm -f "$token_file"; } 2>/dev/null ||
-      ! (umask 077 && printf '%s' "$token" >"$token_file") 2>/dev/null; then
-      token_exchange_error "Cannot write token-file ${token_file}: check its directory exists or can be made, and is writable"
-      return 1
-    fi
-    export "${env_var}_FILE=${token_file}"
+    token_exchange_token_file "$private" "$env_var" "$token_file" "$token" || return
   fi
-  echo "Exported ${env_var}${token_file:+ and ${env_var}_FILE (${token_file})}"
+  export "${env_var}=${token}"
+  local file_var="${env_var}_FILE"
+  echo "Exported ${env_var}${token_file:+ and ${file_var} (${!file_var})}"
 }
 
-# token_exchange_pre_exit: removes the token file and the plugin's temporary files.
+# token_exchange_pre_exit: removes what this plugin entry's hook made: the token files it recorded
+# and its private directory (never a path from the environment, which the job could have changed).
 token_exchange_pre_exit() {
-  local env_var token_file file_var work
+  local env_var job private path
   token_exchange_option env_var ENV_VAR FEDERATED_ACCESS_TOKEN
-  token_exchange_option token_file TOKEN_FILE ""
-  # Only the file this plugin wrote: the configured token-file, as the environment hook exported it.
-  if [[ -n "$token_file" && "$env_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
-    file_var="${env_var}_FILE"
-    case "${!file_var:-}" in
-      "$token_file" | */"${token_file#./}") rm -f "${!file_var}" ;;
-    esac
+  [[ "$env_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || return 0
+  token_exchange_job_dir job
+  private="${job}/${env_var}"
+  token_exchange_owned_dir "$job" && token_exchange_owned_dir "$private" || return 0
+  if [[ -f "${private}/files" && ! -L "${private}/files" ]]; then
+    while IFS= read -r path || [[ -n "$path" ]]; do
+      # Only a regular file of ours: if the job replaced it with anything else, it stays.
+      if [[ -f "$path" && ! -L "$path" && -O "$path" ]]; then rm -f "$path"; fi
+    done <"${private}/files"
   fi
-  token_exchange_temp_prefix work
-  rm -f "${work}"*
+  rm -rf "$private"
+  rmdir "$job" 2>/dev/null || true
 }

@@ -7,8 +7,10 @@
 #                          branch, check the draft's binaries against it instead of rebuilding.
 #   release.bash publish   on the tag vX.Y.Z: download the draft's binaries, check each against the
 #                          dist/SHA256SUMS the tagged commit carries, and publish the release
-#   release.bash jsr       on the tag vX.Y.Z: deno publish to JSR
 #
+# JSR publishing is .github/workflows/jsr.yml's (tokenless, with GitHub's OIDC token). No step here
+# puts a secret on a command line, where any process on the agent can read it: gh reads GH_TOKEN
+# from the environment.
 # The binaries are built once, before the tag: the hooks verify a downloaded binary against the
 # dist/SHA256SUMS of the plugin version they run as, which the tagged commit must already hold, and
 # deno compile does not build the same bytes twice (it embeds timestamps), so binaries rebuilt on
@@ -140,18 +142,7 @@ publish() {
   gh release edit "$tag" --repo "$repo" --draft=false
 }
 
-jsr() {
-  local tag="${BUILDKITE_TAG:?BUILDKITE_TAG is not set: run this from the pipeline on a tag}"
-  check_version "${tag#v}"
-  # JSR publishes without a token only for GitHub Actions (its API verifies GitHub's OIDC tokens
-  # alone), so a Buildkite job uses a JSR access token kept in Buildkite secrets, which the agent
-  # redacts from the log.
-  local token
-  token="$(buildkite-agent secret get JSR_TOKEN)"
-  deno publish --token "$token"
-}
-
 case "${1:-}" in
-  build | publish | jsr) "$1" ;;
-  *) fail "Usage: $0 build|publish|jsr" ;;
+  build | publish) "$1" ;;
+  *) fail "Usage: $0 build|publish (JSR is published by .github/workflows/jsr.yml)" ;;
 esac

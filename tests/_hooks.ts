@@ -19,8 +19,12 @@ export interface HookResult {
   redacted: string[];
   /** The exported environment after the hooks ran (only when they all succeeded). */
   exported: Record<string, string>;
-  /** What the hooks left in TMPDIR. */
+  /** What the hooks left in TMPDIR (directories end in "/"). */
   leftovers: string[];
+  /** What the hooks left in the job's private directory, recursively, sorted (directories end in "/"). */
+  privateFiles: string[];
+  /** The job's private directory (gone once the test is over). */
+  privateDir: string;
 }
 
 export interface HookOptions {
@@ -32,6 +36,26 @@ export interface HookOptions {
   path?: string[];
   /** The plugin checkout to source the hooks from. */
   pluginDir?: string;
+  /** The working directory (the job's checkout); a fresh TMPDIR by default. */
+  cwd?: string;
+}
+
+/** The BUILDKITE_JOB_ID the hooks run with, unless a test sets another. */
+export const JOB_ID = "0184990a-477b-4fa8-9968-496074483cee";
+
+/** Every path below DIR, relative to it (directories end in "/"); none when DIR does not exist. */
+export async function listTree(dir: string, prefix = ""): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(`${dir}/${prefix}`)) {
+      const name = `${prefix}${entry.name}${entry.isDirectory ? "/" : ""}`;
+      names.push(name);
+      if (entry.isDirectory) names.push(...await listTree(dir, name));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return names;
 }
 
 /** The variables Buildkite sets for the plugin's options (arrays as _0, _1, …). */
@@ -81,20 +105,21 @@ export async function runHooks(hooks: string[], options: HookOptions = {}): Prom
     `env -0 > ${JSON.stringify(report)}`,
   ].join("\n");
   try {
+    const env: Record<string, string> = {
+      ...baseEnv(),
+      PATH: (options.path ?? defaultPath()).join(":"),
+      TMPDIR: work,
+      BUILDKITE_JOB_ID: JOB_ID,
+      STANDIN_LOG: log,
+      STANDIN_TOKEN: SUBJECT_TOKEN,
+      ...pluginEnv(options.options),
+      ...options.env,
+    };
     const output = await new Deno.Command("bash", {
       args: ["-c", script],
-      cwd: work,
+      cwd: options.cwd ?? work,
       clearEnv: true,
-      env: {
-        ...baseEnv(),
-        PATH: (options.path ?? defaultPath()).join(":"),
-        TMPDIR: work,
-        BUILDKITE_JOB_ID: "0184990a-477b-4fa8-9968-496074483cee",
-        STANDIN_LOG: log,
-        STANDIN_TOKEN: SUBJECT_TOKEN,
-        ...pluginEnv(options.options),
-        ...options.env,
-      },
+      env,
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -115,12 +140,15 @@ export async function runHooks(hooks: string[], options: HookOptions = {}): Prom
       redacted: redactedText.split("\n").filter((l) => l),
       exported,
       leftovers: [],
+      privateFiles: [],
+      privateDir: `${env.TMPDIR}/token-exchange-${env.BUILDKITE_JOB_ID}`,
     };
     for await (const entry of Deno.readDir(work)) {
       if (!entry.name.startsWith("agent.log") && entry.name !== "exported") {
-        result.leftovers.push(entry.name);
+        result.leftovers.push(entry.name + (entry.isDirectory ? "/" : ""));
       }
     }
+    result.privateFiles = (await listTree(result.privateDir)).sort();
     assertNoSecrets(result.stdout, `stdout of hooks ${hooks.join(", ")}`);
     assertNoSecrets(result.stderr, `stderr of hooks ${hooks.join(", ")}`);
     return result;

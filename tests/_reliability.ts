@@ -1,6 +1,6 @@
-// The README's Reliability table: every fault in tests/_faults.ts, what the client must do, and
-// what the suite observed it do. tests/faults_test.ts fails when the README's table differs from
-// the observations; `deno task reliability` runs the faults and writes the table anew.
+// The Reliability table in docs/reliability.md: every fault in tests/_faults.ts, what the client
+// must do, and what the suite observed it do. tests/faults_test.ts fails when the table differs
+// from the observations; `deno task reliability` runs the faults and writes the table anew.
 
 import { type Fault, FAULTS, type Observation, runFault } from "./_faults.ts";
 
@@ -47,11 +47,11 @@ export function renderTable(rows: readonly string[][]): string {
 }
 
 /** The rows of the table between the markers (header and separator left out), if there is one. */
-export function readTable(readme: string): string[][] | undefined {
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
+export function readTable(doc: string): string[][] | undefined {
+  const start = doc.indexOf(START);
+  const end = doc.indexOf(END);
   if (start === -1 || end < start) return undefined;
-  return readme.slice(start + START.length, end).split("\n")
+  return doc.slice(start + START.length, end).split("\n")
     .filter((line) => line.startsWith("|"))
     .slice(2)
     .map((line) =>
@@ -59,15 +59,18 @@ export function readTable(readme: string): string[][] | undefined {
     );
 }
 
-/** The README with the table between the markers replaced. */
-export function replaceTable(readme: string, table: string): string {
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
-  if (start === -1 || end < start) throw new Error(`README.md has no ${START} … ${END} section`);
-  return `${readme.slice(0, start + START.length)}\n\n${table}\n\n${readme.slice(end)}`;
+/** The document with the table between the markers replaced. */
+export function replaceTable(doc: string, table: string): string {
+  const start = doc.indexOf(START);
+  const end = doc.indexOf(END);
+  if (start === -1 || end < start) {
+    throw new Error(`docs/reliability.md has no ${START} … ${END} section`);
+  }
+  return `${doc.slice(0, start + START.length)}\n\n${table}\n\n${doc.slice(end)}`;
 }
 
-export const README = new URL("../README.md", import.meta.url);
+/** The file that holds the Reliability table. */
+export const RELIABILITY_DOC = new URL("../docs/reliability.md", import.meta.url);
 
 if (import.meta.main) {
   const rows: string[][] = [];
@@ -75,7 +78,7 @@ if (import.meta.main) {
     const { observation } = await runFault(fault);
     rows.push(row(fault, observation));
   }
-  const readme = await Deno.readTextFile(README);
-  await Deno.writeTextFile(README, replaceTable(readme, renderTable(rows)));
-  console.log(`README.md: wrote the Reliability table (${rows.length} faults)`);
+  const doc = await Deno.readTextFile(RELIABILITY_DOC);
+  await Deno.writeTextFile(RELIABILITY_DOC, replaceTable(doc, renderTable(rows)));
+  console.log(`docs/reliability.md: wrote the Reliability table (${rows.length} faults)`);
 }

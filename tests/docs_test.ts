@@ -1,17 +1,35 @@
-// README, plugin.yml, --help and the SPEC's option list agree on every option, default and version.
+// The documentation users read: the README, docs/, CONTRIBUTING.md, SECURITY.md, CHANGELOG.md and
+// RELEASING.md agree with plugin.yml, --help and each other, stay within their size, use no
+// internal words, and link only to files and headings that exist.
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { Ajv } from "ajv";
 import { FLAGS, helpText } from "../_cli_options.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import {
+  anchors,
+  blocks,
+  exists,
+  headings,
+  links,
+  read,
+  REPOSITORY,
+  section,
+  slug,
+  split,
+  userDocs,
+} from "./_markdown.ts";
 
-const read = (path: string) => Deno.readTextFile(new URL(`../${path}`, import.meta.url));
 const README = await read("README.md");
 const PLUGIN = parse(await read("plugin.yml"));
 const SCHEMA = PLUGIN.configuration;
+const DOCS = await userDocs();
+const TEXT = new Map(
+  await Promise.all(DOCS.map(async (path) => [path, await read(path)] as const)),
+);
 
-/** SPEC's plugin options and their defaults ("" where there is none). */
+/** The plugin's options and their defaults ("" where there is none). */
 const OPTIONS: Record<string, string> = {
   "token-endpoint": "",
   issuer: "",
@@ -24,7 +42,6 @@ const OPTIONS: Record<string, string> = {
   resource: "",
   scope: "",
   "requested-token-type": "",
-  // Beyond SPEC's table: Dex needs connector_id, Keycloak's legacy exchange subject_issuer.
   "extra-params": "",
   "client-id": "",
   "client-secret-env": "",
@@ -40,60 +57,95 @@ const OPTIONS: Record<string, string> = {
 /** Options only the hooks use, which the CLI has no flag for. */
 const HOOK_ONLY = ["buildkite-audience", "env-var", "token-file", "hook", "redact"];
 
-Deno.test("plugin.yml declares exactly SPEC's options, closed, with token-endpoint or issuer required", () => {
+/** A link to a file of this repository as a path from its root (and anchor), or undefined. */
+function localTarget(from: string, target: string): { path: string; anchor?: string } | undefined {
+  const [address, anchor] = target.split("#", 2) as [string, string | undefined];
+  if (address === "") return { path: from, anchor };
+  for (const prefix of [`${REPOSITORY}/blob/main/`, `${REPOSITORY}/tree/main/`]) {
+    if (address.startsWith(prefix)) return { path: address.slice(prefix.length), anchor };
+  }
+  if (/^[a-z]+:/i.test(address)) return undefined;
+  const base = new URL(from, "file:///repository/");
+  const path = decodeURIComponent(new URL(address, base).pathname.slice("/repository/".length));
+  return { path, anchor };
+}
+
+Deno.test("plugin.yml declares exactly the plugin's options, closed, with token-endpoint or issuer required", () => {
   assert.deepEqual(Object.keys(SCHEMA.properties).sort(), Object.keys(OPTIONS).sort());
   assert.equal(SCHEMA.additionalProperties, false);
   assert.deepEqual(SCHEMA.anyOf, [{ required: ["token-endpoint"] }, { required: ["issuer"] }]);
   assert.deepEqual(SCHEMA.properties["client-auth"].enum, ["basic", "post"]);
   assert.deepEqual(SCHEMA.properties.hook.enum, ["environment", "pre-command"]);
   for (const name of ["redact", "debug"]) assert.equal(SCHEMA.properties[name].type, "boolean");
+  assert.deepEqual(SCHEMA.properties["token-file"].type, ["boolean", "string"]);
   assert.deepEqual(PLUGIN.requirements, ["bash", "buildkite-agent"]);
 });
 
-Deno.test("README has one section per option, in plugin.yml's order, each with SPEC's default", () => {
-  const headings = [...README.matchAll(/^### `([a-z-]+)` \((required|optional)[^)]*\)$/gm)].map((
-    m,
-  ) => m[1]);
-  assert.deepEqual(headings, Object.keys(SCHEMA.properties));
+Deno.test("README has one section per option, in plugin.yml's order, each with its default", () => {
+  const reference = section(README, "## Configuration");
+  const names = headings(reference, 3).map((heading) => {
+    const match = heading.match(/^`([a-z-]+)` \((required|optional)[^)]*\)$/);
+    assert.ok(match, `"### ${heading}" is not "### \`option\` (required|optional, type)"`);
+    return match[1];
+  });
+  assert.deepEqual(names, Object.keys(SCHEMA.properties));
   for (const [name, fallback] of Object.entries(OPTIONS)) {
-    if (fallback === "") continue;
-    const section = README.split(`### \`${name}\``)[1]!.split("\n### ")[0]!;
-    assert.match(section, new RegExp(`Default:\\s+\`${fallback.replaceAll(".", "\\.")}\``), name);
+    const text = reference.split(`### \`${name}\``)[1]!.split("\n### ")[0]!;
+    const expected = fallback === ""
+      ? "Default:\\s+(none|the agent's)"
+      : `Default:\\s+\`${fallback.replaceAll(".", "\\.")}\``;
+    assert.match(text, new RegExp(expected), name);
   }
 });
 
-Deno.test("--help and the README's CLI table name a flag for every option the CLI takes", () => {
+Deno.test("--help and docs/cli.md's table name a flag for every option the CLI takes", async () => {
   const help = helpText(denoJson.version);
+  const cli = await read("docs/cli.md");
   for (const option of Object.keys(OPTIONS).filter((name) => !HOOK_ONLY.includes(name))) {
     const flag = option === "claims" ? "claim" : option === "extra-params" ? "extra-param" : option;
     assert.ok(FLAGS[flag], `no --${flag} flag`);
     assert.match(help, new RegExp(`--${flag} `), `--help lacks --${flag}`);
   }
+  const table = section(cli, "## Flags");
   for (const flag of Object.keys(FLAGS)) {
-    assert.ok(README.includes(`\`--${flag}`), `README's CLI table lacks --${flag}`);
+    assert.ok(table.includes(`\`--${flag}`), `docs/cli.md's flag table lacks --${flag}`);
   }
 });
 
-Deno.test("README's pipeline examples pin the current version and pass plugin.yml's schema", () => {
+Deno.test("pipeline examples pin the current version, pass plugin.yml's schema and use token-file: true", () => {
   const validate = new Ajv({ strict: false, allErrors: true }).compile(SCHEMA);
-  const blocks = [...README.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => parse(m[1]!));
   let checked = 0;
-  for (const block of blocks) {
-    for (const step of block.steps ?? []) {
-      for (const plugin of step.plugins ?? []) {
-        for (const [source, config] of Object.entries(plugin as Record<string, unknown>)) {
-          if (!source.startsWith("equinixmetal-buildkite/token-exchange")) continue;
-          assert.equal(source, `equinixmetal-buildkite/token-exchange#v${denoJson.version}`);
-          assert.ok(
-            validate(config),
-            `${JSON.stringify(config)}: ${JSON.stringify(validate.errors)}`,
-          );
-          checked++;
+  for (const [path, text] of TEXT) {
+    for (const block of blocks(text, "yaml").map((yaml) => parse(yaml))) {
+      for (const step of block?.steps ?? []) {
+        // A `$` in pipeline.yml is replaced at upload, before the plugin has exported anything.
+        for (const command of [step.command ?? []].flat()) {
+          assert.doesNotMatch(command, /(?<!\$)\$(?!\$)/, `${path}: write $$ in "${command}"`);
+        }
+        for (const plugin of step.plugins ?? []) {
+          for (const [source, config] of Object.entries(plugin as Record<string, unknown>)) {
+            if (!source.startsWith("equinixmetal-buildkite/token-exchange")) continue;
+            assert.equal(
+              source,
+              `equinixmetal-buildkite/token-exchange#v${denoJson.version}`,
+              path,
+            );
+            assert.ok(
+              validate(config),
+              `${path}: ${JSON.stringify(config)}: ${JSON.stringify(validate.errors)}`,
+            );
+            const tokenFile = (config as Record<string, unknown>)["token-file"];
+            assert.ok(
+              tokenFile === undefined || tokenFile === true,
+              `${path}: use token-file: true`,
+            );
+            checked++;
+          }
         }
       }
     }
   }
-  assert.ok(checked >= 3, `only ${checked} examples found`);
+  assert.ok(checked >= 12, `only ${checked} examples found`);
 });
 
 Deno.test("plugin.yml's schema refuses what the plugin refuses", () => {
@@ -107,6 +159,7 @@ Deno.test("plugin.yml's schema refuses what the plugin refuses", () => {
       { "token-endpoint": "https://x", redact: "yes" },
       { "token-endpoint": "https://x", "env-var": "MY-TOKEN" },
       { "token-endpoint": "https://x", timeout: 0 },
+      { "token-endpoint": "https://x", "token-file": 1 },
     ]
   ) {
     assert.equal(validate(config), false, JSON.stringify(config));
@@ -115,4 +168,96 @@ Deno.test("plugin.yml's schema refuses what the plugin refuses", () => {
     validate({ "token-endpoint": "https://x", "buildkite-audience": "a", debug: true }),
     true,
   );
+});
+
+Deno.test("README stays within 25,000 bytes and its contents list every section", () => {
+  const size = new TextEncoder().encode(README).length;
+  assert.ok(size <= 25_000, `README.md is ${size} bytes: move detail to docs/`);
+  const sections = headings(README, 2).filter((heading) => heading !== "Contents");
+  const contents = links(section(README, "## Contents"));
+  assert.deepEqual(
+    [...contents].sort(),
+    sections.filter((heading) => heading !== "License").map((heading) => `#${slug(heading)}`)
+      .sort(),
+  );
+});
+
+Deno.test("README keeps the order a newcomer needs: trust before configuration, then recipes and help", () => {
+  const order = [
+    "Example",
+    "Setting up trust on the provider",
+    "Configuration",
+    "Recipes",
+    "Troubleshooting",
+    "Requirements",
+    "Security",
+  ];
+  const sections = headings(README, 2);
+  const positions = order.map((heading) => sections.indexOf(heading));
+  assert.ok(positions.every((position) => position >= 0), JSON.stringify(sections));
+  assert.deepEqual(positions, [...positions].sort((a, b) => a - b));
+  assert.ok(README.includes("<!-- quick-start -->"), "the quick-start block .ci/run runs is gone");
+  assert.match(
+    section(README, "## Troubleshooting"),
+    /\^\^\^ \+\+\+\n🚨 .*\n\s+Buildkite OIDC token: iss=/,
+  );
+});
+
+Deno.test("README links outside itself by absolute URL, since JSR publishes it without the other files", () => {
+  for (const target of links(README)) {
+    assert.match(target, /^(#|https:\/\/)/, `README.md links to "${target}"`);
+  }
+});
+
+Deno.test("every link between the Markdown files resolves to a file and heading that exist", async () => {
+  let checked = 0;
+  for (const [path, text] of TEXT) {
+    for (const target of links(text)) {
+      const local = localTarget(path, target);
+      if (local === undefined) continue;
+      assert.ok(await exists(local.path), `${path} links to "${target}", which does not exist`);
+      if (local.anchor !== undefined && local.path.endsWith(".md")) {
+        const headingsThere = anchors(TEXT.get(local.path) ?? await read(local.path));
+        assert.ok(
+          headingsThere.has(local.anchor),
+          `${path} links to "${target}", but ${local.path} has no heading "#${local.anchor}"`,
+        );
+      }
+      checked++;
+    }
+  }
+  assert.ok(checked >= 40, `only ${checked} links checked`);
+});
+
+Deno.test("user-facing text names version 0.x plainly and no document outside the repository", async () => {
+  const texts = [...TEXT, ["plugin.yml", await read("plugin.yml")] as const];
+  for (const [path, text] of texts) {
+    assert.doesNotMatch(
+      text,
+      /seed plugin|\bthe seed\b|seed's/i,
+      `${path} calls version 0.x "the seed"`,
+    );
+    assert.doesNotMatch(text, /\bSPEC\b/, `${path} refers to a SPEC users cannot read`);
+  }
+  assert.ok(README.includes("version 0.x of this plugin (bash, curl and jq)"));
+});
+
+Deno.test("CHANGELOG.md names every plugin option and CLI flag", async () => {
+  const changelog = await read("CHANGELOG.md");
+  for (const option of Object.keys(OPTIONS)) {
+    assert.ok(changelog.includes(`\`${option}\``), `CHANGELOG.md does not name ${option}`);
+  }
+  for (const flag of Object.keys(FLAGS)) {
+    assert.ok(changelog.includes(`--${flag}`), `CHANGELOG.md does not name --${flag}`);
+  }
+  assert.match(section(changelog, "## [Unreleased]"), /`token-file: true`/);
+});
+
+Deno.test("the code blocks of the docs hold no fixed /tmp token path and no jq", () => {
+  for (const [path, text] of TEXT) {
+    for (const { text: code } of split(text).blocks) {
+      assert.doesNotMatch(code, /token-file: \/tmp|tokenFile: \/tmp/, path);
+      assert.doesNotMatch(code, /\bjq\b/, `${path} needs jq`);
+    }
+  }
 });

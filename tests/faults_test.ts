@@ -1,7 +1,7 @@
 // The fault suite: a raw-TCP token endpoint on 127.0.0.1 misbehaves in every way tests/_faults.ts
 // lists, and the client must end each in a clear error or a correct token, within its time bound,
 // without a secret in what it says. A representative subset runs through cli.ts too, with --debug
-// on and off. The README's Reliability table must match what was observed here.
+// on and off. The Reliability table in docs/reliability.md must match what was observed here.
 
 import assert from "node:assert/strict";
 import { TokenExchangeError } from "../_errors.ts";
@@ -9,7 +9,7 @@ import { runCli } from "./_cli.ts";
 import { refusedUrl, startFaultServer } from "./_fault_server.ts";
 import { certFile } from "./_tls.ts";
 import { FAULT_GROUPS, FAULTS, normalise, type Observation, runFault } from "./_faults.ts";
-import { README, readTable, row } from "./_reliability.ts";
+import { readTable, RELIABILITY_DOC, row } from "./_reliability.ts";
 import { assertNoSecrets, BUILDKITE_CLAIMS, CLIENT_SECRET } from "./_tokens.ts";
 
 /** Time a run may take beyond its bound: starting and stopping the server, and scheduling. */
@@ -119,17 +119,17 @@ for (const debug of [false, true]) {
   });
 }
 
-Deno.test("README's Reliability table is what the fault suite observed", async () => {
+Deno.test("docs/reliability.md's table is what the fault suite observed", async () => {
   const rows = [];
   for (const fault of FAULTS) {
     // A filtered run (deno test --filter) may not have run every fault yet.
     const observation = observations.get(fault.fault) ?? (await runFault(fault)).observation;
     rows.push(row(fault, observation));
   }
-  const readme = await Deno.readTextFile(README);
+  const doc = await Deno.readTextFile(RELIABILITY_DOC);
   assert.deepEqual(
-    readTable(readme),
+    readTable(doc),
     rows,
-    "README.md's Reliability table differs from what the suite observed: run `deno task reliability` to write it anew, and check the difference is what you meant",
+    "docs/reliability.md's Reliability table differs from what the suite observed: run `deno task reliability` to write it anew, and check the difference is what you meant",
   );
 });

@@ -26,10 +26,9 @@ Deno.test("hooks/environment exports the token, hands it to the redactor on stdi
   ]);
   assert.deepEqual(result.redacted, [ISSUED_TOKEN]);
   assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
-  // The CLI's (empty) stderr waits for pre-exit, so success starts no rm.
-  assert.deepEqual(result.leftovers.map((name) => name.replace(/\.\d+\.stderr$/, ".N.stderr")), [
-    "token-exchange-0184990a-477b-4fa8-9968-496074483cee.N.stderr",
-  ]);
+  // Until pre-exit, only the job's private directory, with nothing in it but this entry's.
+  assert.deepEqual(result.leftovers, ["token-exchange-0184990a-477b-4fa8-9968-496074483cee/"]);
+  assert.deepEqual(result.privateFiles, ["FEDERATED_ACCESS_TOKEN/"]);
 });
 
 Deno.test("hooks/environment keeps the sourcing shell running and its options intact on success", async () => {
@@ -309,7 +308,7 @@ Deno.test("hooks/environment fails clearly when it cannot write token-file", asy
     assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
     assert.equal(
       result.stderr,
-      `🚨 Cannot write token-file ${file}: check its directory exists or can be made, and is writable\n`,
+      `🚨 Cannot write token-file ${file}: its directory does not exist and cannot be made: use a writable directory, or token-file: true for a private one\n`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -1,7 +1,7 @@
 // scripts/release.bash, the pipeline's release steps, in a scratch copy of the repository with
 // recorded stand-ins for gh, deno and buildkite-agent on PATH: it builds the binaries once, never
-// publishes a binary that the committed dist/SHA256SUMS does not pin, and publishes to JSR with a
-// token from Buildkite secrets.
+// publishes a binary that the committed dist/SHA256SUMS does not pin, and never puts a secret on a
+// command line (JSR is published by a GitHub Actions workflow, without a token).
 
 import assert from "node:assert/strict";
 import { ROOT_PATH } from "./_publish.ts";
@@ -290,15 +290,27 @@ Deno.test("release.bash publish refuses a dist/SHA256SUMS that does not list the
   assert.deepEqual(result.calls, []);
 });
 
-Deno.test("release.bash jsr publishes with the JSR token from Buildkite secrets", async () => {
+Deno.test("no release step puts a secret on a command line, and JSR is published without a token", async () => {
   await using repo = await scratchRepo();
-  const result = await repo.run("jsr", { BUILDKITE_TAG: `v${VERSION}` });
-  assert.equal(result.code, 0, result.stderr);
-  assert.deepEqual(result.calls, [
-    ["buildkite-agent", "secret", "get", "JSR_TOKEN"],
-    ["deno", "publish", "--token", "secret-value-of-JSR_TOKEN"],
-  ]);
-  const wrong = await repo.run("jsr", { BUILDKITE_TAG: "v0.0.1" });
-  assert.equal(wrong.code, 1);
-  assert.deepEqual(wrong.calls, []);
+  const build = await repo.run("build", { BUILDKITE_BRANCH: `release/v${VERSION}` });
+  await repo.commitSums();
+  const publish = await repo.run("publish", { BUILDKITE_TAG: `v${VERSION}` });
+  assert.deepEqual([build.code, publish.code], [0, 0], build.stderr + publish.stderr);
+  // The stand-in agent answers `secret get NAME` with "secret-value-of-NAME".
+  const calls = [...build.calls, ...publish.calls];
+  assert.ok(
+    calls.some((call) => call.join(" ") === "buildkite-agent secret get GITHUB_RELEASE_TOKEN"),
+  );
+  assert.deepEqual(
+    calls.filter((call) => call.some((arg) => arg.includes("secret-value-of-"))),
+    [],
+  );
+
+  const jsr = await repo.run("jsr", { BUILDKITE_TAG: `v${VERSION}` });
+  assert.equal(jsr.code, 1);
+  assert.deepEqual(jsr.calls, []);
+  const workflow = await Deno.readTextFile(`${ROOT_PATH}.github/workflows/jsr.yml`);
+  assert.match(workflow, /^ {2}id-token: write$/m);
+  assert.match(workflow, /^ {6}- run: deno publish$/m);
+  assert.doesNotMatch(workflow, /(?<!id-)token:|secrets\./);
 });

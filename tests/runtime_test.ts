@@ -30,7 +30,7 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
   try {
     await Deno.writeTextFile(
       `${bin}/deno`,
-      `#!/usr/bin/env bash\nprintf '%s\\n' "$@" -- >>"$DENO_ARGS_LOG"\nexec ${
+      `#!/usr/bin/env bash\nprintf '%s\\n' "$@" -- "SSLKEYLOGFILE=\${SSLKEYLOGFILE-unset}" >>"$DENO_ARGS_LOG"\nexec ${
         JSON.stringify(Deno.execPath())
       } "$@"\n`,
       { mode: 0o755 },
@@ -41,7 +41,12 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
         "client-id": "ci",
         "client-secret-env": "STS_SECRET",
       },
-      env: { STS_SECRET: CLIENT_SECRET, DENO_ARGS_LOG: `${bin}/args` },
+      // The job's environment may ask TLS libraries to log session keys: never for the exchange.
+      env: {
+        STS_SECRET: CLIENT_SECRET,
+        DENO_ARGS_LOG: `${bin}/args`,
+        SSLKEYLOGFILE: `${bin}/keys`,
+      },
       path: [bin, ...defaultPath()],
     });
     assert.equal(result.code, 0, result.stderr);
@@ -58,7 +63,9 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
       "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,STS_SECRET",
       `${PLUGIN_DIR}/cli.ts`,
       "--",
+      "SSLKEYLOGFILE=unset",
     ]);
+    await assert.rejects(Deno.stat(`${bin}/keys`), Deno.errors.NotFound);
   } finally {
     await Deno.remove(bin, { recursive: true });
   }
@@ -142,7 +149,7 @@ Deno.test("without deno, the hook downloads the release binary once, verifies it
       ),
     );
     const binary = `${cache}/v${denoJson.version}/token-exchange-${TARGET}`;
-    assert.equal((await Deno.stat(binary)).mode! & 0o777, 0o555);
+    assert.equal((await Deno.stat(binary)).mode! & 0o777, 0o500);
 
     const second = await run();
     assert.equal(second.code, 0, second.stderr);
@@ -235,5 +242,87 @@ Deno.test("without deno, a ref with no release binary says how to install Deno",
     assert.equal(mirror.requests.length, 0);
   } finally {
     for (const dir of [noDeno, plugin]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without deno, the hook checks the cached binary before every run and never runs one another job changed", async (t) => {
+  await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
+  const noDeno = await pathWithoutDeno();
+  const plugin = await pluginCopy(ARTIFACT_SHA256);
+  const cache = await Deno.makeTempDir();
+  const log = `${cache}/runs`;
+  const binary = `${cache}/v${denoJson.version}/token-exchange-${TARGET}`;
+  const run = () =>
+    runHooks(["environment"], {
+      pluginDir: plugin,
+      options: { "token-endpoint": "https://sts.example.com/token" },
+      env: {
+        TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin,
+        TOKEN_EXCHANGE_CACHE_DIR: cache,
+        ARTIFACT_LOG: log,
+        ARTIFACT_TOKEN: ISSUED_TOKEN,
+      },
+      path: [STANDIN_BIN, noDeno],
+    });
+  try {
+    assert.equal((await run()).code, 0);
+    await t.step("a changed file", async () => {
+      const tampered = new TextEncoder().encode(
+        `#!/usr/bin/env bash\necho tampered >>"$ARTIFACT_LOG"\n`,
+      );
+      await Deno.chmod(binary, 0o700);
+      await Deno.writeFile(binary, tampered);
+      const result = await run();
+      assert.equal(result.code, 1);
+      assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+      const actual = Array.from(
+        new Uint8Array(await crypto.subtle.digest("SHA-256", tampered)),
+        (byte) => byte.toString(16).padStart(2, "0"),
+      ).join("");
+      assert.equal(
+        result.stderr,
+        `🚨 The cached token-exchange binary has SHA-256 ${actual}, not the ${ARTIFACT_SHA256} this plugin version pins: it was not run\n   Remove ${binary} so the next job downloads it again; if this repeats, something on this agent changes the cache\n`,
+      );
+      assert.equal(await Deno.readTextFile(log), "run\n");
+      assert.deepEqual(result.agentCalls, []);
+    });
+    await t.step("a link in its place, even to a good copy", async () => {
+      await Deno.writeFile(`${cache}/good`, ARTIFACT, { mode: 0o700 });
+      await Deno.remove(binary);
+      await Deno.symlink(`${cache}/good`, binary);
+      const result = await run();
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr.split("\n")[0],
+        `🚨 The cached token-exchange binary ${binary} is not a regular file: it was not run`,
+      );
+      assert.equal(await Deno.readTextFile(log), "run\n");
+    });
+  } finally {
+    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without deno, a cache directory that cannot be made fails the hook with one clear line", async () => {
+  await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
+  const noDeno = await pathWithoutDeno();
+  const plugin = await pluginCopy(ARTIFACT_SHA256);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const result = await runHooks(["environment"], {
+      pluginDir: plugin,
+      options: { "token-endpoint": "https://sts.example.com/token" },
+      env: { TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin, TOKEN_EXCHANGE_CACHE_DIR: `${dir}/file` },
+      path: [STANDIN_BIN, noDeno],
+    });
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `🚨 Cannot create the binary cache ${dir}/file/v${denoJson.version}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly\n`,
+    );
+    assert.equal(mirror.requests.length, 0);
+  } finally {
+    for (const path of [noDeno, plugin, dir]) await Deno.remove(path, { recursive: true });
   }
 });
