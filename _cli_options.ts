@@ -321,8 +321,12 @@ export function optionName(suffix: string): string {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** A variable name in the usual upper-case form, which is safe to quote (a secret seldom is). */
-const CONVENTIONAL_ENV_NAME = /^[A-Z_][A-Z0-9_]{0,63}$/;
+/**
+ * A variable name in the usual form, which is safe to quote: upper case, and with an underscore
+ * or short (an access key ID such as `AKIAIOSFODNN7EXAMPLE` is upper case too). The hooks apply the
+ * same rule (lib/plugin.bash, token_exchange_quotable_name).
+ */
+const CONVENTIONAL_ENV_NAME = /^(?=[A-Z0-9_]*_|[A-Z0-9_]{1,12}$)[A-Z_][A-Z0-9_]{0,63}$/;
 
 /** A variable name for a message: quoted if it looks like one, since a mistaken value may be a secret. */
 function variable(name: string): string {

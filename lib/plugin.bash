@@ -324,7 +324,7 @@ token_exchange_command() {
   fi
   if [[ -n "$secret_env" && ! "$secret_env" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
     # Never quoted: a value here that is not a variable name is often the secret itself.
-    token_exchange_config_error "client-secret-env is not an environment variable name: set it to the NAME of the variable that holds the secret (such as STS_CLIENT_SECRET), never the secret itself"
+    token_exchange_config_error "client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself"
     return 2
   fi
   if command -v deno >/dev/null 2>&1; then
@@ -332,7 +332,8 @@ token_exchange_command() {
     # Only the endpoint's host, or the issuer's for discovery (a discovered endpoint on another
     # host is refused, with a message that says to set token-endpoint).
     [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host}")
-    token_exchange_cli+=(--allow-run=buildkite-agent "--allow-env=${TOKEN_EXCHANGE_PREFIX}*${secret_env:+,${secret_env}}")
+    # NO_PROXY: the CLI adds loopback to it while it makes the client for an https loopback endpoint.
+    token_exchange_cli+=(--allow-run=buildkite-agent "--allow-env=${TOKEN_EXCHANGE_PREFIX}*,NO_PROXY,no_proxy${secret_env:+,${secret_env}}")
     token_exchange_cli+=("${plugin_dir}/cli.ts")
   else
     token_exchange_binary resolved_binary "$plugin_dir" || return 1

@@ -263,7 +263,7 @@ Deno.test("pipeline.yml mistakes are exit 2 naming the option, before the agent 
         "client-id": "ci",
         "client-secret-env": "xK9#mQ2$vL7!pasted-secret",
       },
-      "client-secret-env is not an environment variable name: set it to the NAME of the variable that holds the secret (such as STS_CLIENT_SECRET), never the secret itself",
+      "client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself",
       "pasted-secret",
     ],
     [
