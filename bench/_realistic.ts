@@ -129,34 +129,72 @@ async function startJqServer(work: string): Promise<{
     .output();
   const jq = new TextDecoder().decode(jqPath.stdout).trim();
   if (!jq) throw new Error("--v0 needs a jq binary to serve: apt-get install -y jq");
-  // Read once, so every download is served from memory.
+  // Read once, and each response written whole in one write: Deno.serve's TLS connections write
+  // a large body in pieces, and Nagle's algorithm against curl's delayed ACK then stalls about
+  // 40 ms on most downloads, which GitHub does not do and would wrong version 0.x.
   const binary = await Deno.readFile(await Deno.realPath(jq));
-  const controller = new AbortController();
-  const server = Deno.serve({
+  const encoder = new TextEncoder();
+  const respond = (status: string, body: Uint8Array) => {
+    const head = encoder.encode(
+      `HTTP/1.1 ${status}\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    );
+    const response = new Uint8Array(head.length + body.length);
+    response.set(head);
+    response.set(body, head.length);
+    return response;
+  };
+  const found = respond("200 OK", binary);
+  const notFound = respond("404 Not Found", encoder.encode("not found\n"));
+  const listener = Deno.listenTls({
     hostname: "127.0.0.1",
     port: 0,
     cert: await Deno.readTextFile(cert),
     key: await Deno.readTextFile(key),
-    signal: controller.signal,
-    onListen() {},
-  }, (request) => {
-    const path = new URL(request.url).pathname;
-    return path.startsWith("/jqlang/jq/releases/download/jq-1.7.1/jq-")
-      ? new Response(binary, { headers: { "content-type": "application/octet-stream" } })
-      : new Response("not found", { status: 404 });
+    alpnProtocols: ["http/1.1"],
   });
+  const connections = new Set<Promise<void>>();
+  const serve = async (conn: Deno.TlsConn) => {
+    try {
+      const buffer = new Uint8Array(16384);
+      let request = "";
+      while (!request.includes("\r\n\r\n") && request.length < 65536) {
+        const n = await conn.read(buffer);
+        if (n === null) return;
+        request += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      const path = request.split(" ")[1] ?? "";
+      const response = path.startsWith("/jqlang/jq/releases/download/jq-1.7.1/jq-")
+        ? found
+        : notFound;
+      for (let written = 0; written < response.length;) {
+        written += await conn.write(response.subarray(written));
+      }
+    } catch {
+      // A client that went away: nothing to serve.
+    } finally {
+      conn.close();
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      const served = serve(conn);
+      connections.add(served);
+      served.finally(() => connections.delete(served));
+    }
+  })().catch(() => {});
   const curlHome = `${work}/curl-home`;
   await Deno.mkdir(curlHome);
   await Deno.writeTextFile(
     `${curlHome}/.curlrc`,
-    `connect-to = github.com:443:127.0.0.1:${server.addr.port}\ncacert = ${cert}\n`,
+    `connect-to = github.com:443:127.0.0.1:${listener.addr.port}\ncacert = ${cert}\n`,
   );
   return {
     curlHome,
     served: `${jq} (${(binary.length / 1024).toFixed(0)} KiB)`,
     close: async () => {
-      controller.abort();
-      await server.finished;
+      listener.close();
+      await accepting;
+      await Promise.all(connections);
     },
   };
 }

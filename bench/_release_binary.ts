@@ -6,7 +6,7 @@
 //   an exchange through the binary, an exchange through `deno run cli.ts`, and the floor;
 // and, for the one-off download, how much gzip -9 and xz -6 (tools every agent has; xz nearly
 // every) would save and what unpacking costs, with the bandwidth below which serving it compressed
-// pays. Without --binary PATH (a `deno compile` of cli.ts) the binary is a copy of the running
+// pays. xz packs single-threaded (-T1): one block, which any xz unpacks, and on one thread. Without --binary PATH (a `deno compile` of cli.ts) the binary is a copy of the running
 // Deno, which is what `deno compile` embeds (the Deno runtime plus the program): the right size,
 // and started as `deno run cli.ts`, since `deno compile` needs the internet for its runtime.
 
@@ -156,7 +156,7 @@ export async function releaseBinaryBench(options: BenchOptions): Promise<void> {
     // The download, once per version: compressed sizes and the time to unpack.
     const compressions = [
       { name: "gzip -9", suffix: "gz", pack: ["gzip", "-9", "-c"], unpack: "gzip -dc" },
-      { name: "xz -6", suffix: "xz", pack: ["xz", "-6", "-T0", "-c"], unpack: "xz -dc" },
+      { name: "xz -6", suffix: "xz", pack: ["xz", "-6", "-T1", "-c"], unpack: "xz -dc" },
     ];
     const packed: { name: string; size: number; unpack: number }[] = [];
     for (const c of compressions) {
