@@ -2,9 +2,9 @@
 // stand-in buildkite-agent on PATH. Every run is checked for leaked secrets by runCli().
 
 import assert from "node:assert/strict";
-import net from "node:net";
 import { baseEnv, CLI, type CliResult, runCli } from "./_cli.ts";
 import { bomb, json, type Reply, send, sendChunked, startFaultServer } from "./_fault_server.ts";
+import { startProxy } from "./_proxy.ts";
 import { certFile } from "./_tls.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import {
@@ -917,35 +917,6 @@ Deno.test("cli.ts sends --extra-param and the plugin's extra-params after the RF
 
 // Security: what a hostile endpoint, a proxy from the environment or a mistaken pipeline.yml can
 // make the command do (issue 9).
-
-/** A stand-in proxy on 127.0.0.1: records what each connection sends, and refuses it. */
-async function startProxy() {
-  const received: string[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => {});
-    socket.once("data", (data) => {
-      received.push(data.toString("latin1"));
-      socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => resolve());
-    });
-  return {
-    url,
-    received,
-    /** The first line of each request: `CONNECT host:port HTTP/1.1`, `POST http://… HTTP/1.1`. */
-    lines: () => received.map((text) => text.split("\r\n", 1)[0]),
-    [Symbol.asyncDispose]: close,
-  };
-}
 
 Deno.test("cli.ts reaches a loopback endpoint directly, whatever proxy the environment names", async (t) => {
   await using proxy = await startProxy();
