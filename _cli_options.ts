@@ -6,15 +6,21 @@
 
 import { TOKEN_TYPES } from "./_constants.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS, parseSecureUrl, parseUrl } from "./_http.ts";
+import { oneLine } from "./_redact.ts";
 import { buildRequest, type ClientAuthMethod } from "./_request.ts";
 
 /** The prefix of the variables Buildkite sets from the plugin's options. */
 export const ENV_PREFIX = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
 
-/** A bad flag, option or variable: exit status 2. */
+/** A bad flag, option or variable: exit status 2. Its message is one line, whatever it quotes. */
 export class UsageError extends Error {
   /** The name of the error class. */
   override name = "UsageError";
+
+  /** @param message What is wrong and what to change. */
+  constructor(message: string) {
+    super(oneLine(message));
+  }
 }
 
 /** Where the subject token comes from. */
@@ -300,13 +306,104 @@ function envList(env: Env, suffix: string): string[] | undefined {
   return single === undefined ? undefined : [single];
 }
 
-/** Where a value came from, for messages: `--flag` or the variable's name. */
+/**
+ * Where a value came from, for messages: `--flag`, or the option as `pipeline.yml` spells it
+ * (`client-secret-env`) for a BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variable.
+ */
 interface Sourced<T> {
   value: T;
   from: string;
 }
 
+/** The plugin option a BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* suffix holds, as pipeline.yml spells it. */
+export function optionName(suffix: string): string {
+  return suffix.toLowerCase().replaceAll("_", "-");
+}
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * A variable name in the usual form, which is safe to quote: upper case, and with an underscore
+ * or short (an access key ID such as `AKIAIOSFODNN7EXAMPLE` is upper case too). The hooks apply the
+ * same rule (lib/plugin.bash, token_exchange_quotable_name).
+ */
+const CONVENTIONAL_ENV_NAME = /^(?=[A-Z0-9_]*_|[A-Z0-9_]{1,12}$)[A-Z_][A-Z0-9_]{0,63}$/;
+
+/** A variable name for a message: quoted if it looks like one, since a mistaken value may be a secret. */
+function variable(name: string): string {
+  return CONVENTIONAL_ENV_NAME.test(name) ? `"${name}"` : "(its name not shown)";
+}
+
+/** A host name as a DNS name: labels of letters, digits, hyphens (and underscores), 253 in all. */
+const DNS_NAME =
+  /^(?=.{1,253}\.?$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?$/i;
+/** An IPv4 address in four decimal parts. */
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * Parses a URL that also reaches a Deno permission flag (the hook's `--allow-net=<host>`, which it
+ * cuts from the text between `://` and the first `/`, `?` or `#`), and checks it says exactly one
+ * host and port that the URL parser reads the same way: no whitespace or control character, no
+ * user name or password, no comma, a DNS name or an IP literal, and a port from 1 to 65535.
+ *
+ * @throws {UsageError} Naming the option, for anything else.
+ */
+export function parsePermissionUrl(source: Sourced<string>, what: string): URL {
+  const label = `${what} (${source.from})`;
+  const raw = source.value;
+  const shown = JSON.stringify(oneLine(raw)).slice(1, -1);
+  // deno-lint-ignore no-control-regex
+  if (/[\s\x00-\x1f\x7f-\x9f]/.test(raw)) {
+    throw new UsageError(
+      `${label} "${shown}" has a space, line break or control character in it: write the URL without them`,
+    );
+  }
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(raw);
+  if (scheme !== null) {
+    const authority = raw.slice(scheme[0].length).split(/[/?#]/, 1)[0]!;
+    if (authority.includes("@")) {
+      throw new UsageError(
+        `${label} must not contain a user name or password (user@host): use client-id and client-secret-env instead`,
+      );
+    }
+    const match = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(authority);
+    const host = match?.[1] ?? authority;
+    const port = match?.[2];
+    if (host.includes(",")) {
+      throw new UsageError(
+        `${label} "${shown}" has a comma in its host "${host}": a host is one DNS name or IP address`,
+      );
+    }
+    if (
+      match === null || host === "" ||
+      (!host.startsWith("[") && !IPV4.test(host) && !DNS_NAME.test(host))
+    ) {
+      throw new UsageError(
+        `${label} "${shown}" has an invalid host "${host}": use a DNS name (letters, digits and hyphens; xn-- for an international name) or an IP address`,
+      );
+    }
+    if (
+      port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)
+    ) {
+      throw new UsageError(`${label} "${shown}" has port "${port}": use a port from 1 to 65535`);
+    }
+  }
+  let url: URL;
+  try {
+    url = parseSecureUrl(raw, label);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (scheme === null) {
+    throw new UsageError(`${label} "${shown}" must start with "${url.protocol}//"`);
+  }
+  const host = raw.slice(scheme[0].length).split(/[/?#]/, 1)[0]!.replace(/:\d+$/, "");
+  if (!host.startsWith("[") && host.toLowerCase() !== url.hostname) {
+    throw new UsageError(
+      `${label} "${shown}" has host "${host}", which means "${url.hostname}": write "${url.hostname}" instead`,
+    );
+  }
+  return url;
+}
 
 /**
  * Reads and checks the whole configuration from flags and the environment.
@@ -347,13 +444,13 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
     if (flag !== undefined) return { value: flag[0]!, from: `--${name}` };
     const suffix = FLAGS[name]?.env;
     const value = suffix === undefined ? undefined : envValue(env, suffix);
-    return value === undefined ? undefined : { value, from: ENV_PREFIX + suffix };
+    return value === undefined ? undefined : { value, from: optionName(suffix!) };
   }
   function list(name: string): Sourced<string[]> {
     const flag = flags.get(name);
     if (flag !== undefined) return { value: flag, from: `--${name}` };
     const suffix = FLAGS[name]!.env!;
-    return { value: envList(env, suffix) ?? [], from: ENV_PREFIX + suffix };
+    return { value: envList(env, suffix) ?? [], from: optionName(suffix) };
   }
   function boolean(name: string): boolean {
     const source = string(name);
@@ -373,18 +470,14 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
   }
   function url(name: string, what: string): URL | undefined {
     const source = string(name);
-    if (source === undefined) return undefined;
-    try {
-      return parseSecureUrl(source.value, `${what} (${source.from})`);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
+    return source === undefined ? undefined : parsePermissionUrl(source, what);
   }
-  function envName(name: string): string | undefined {
+  // Never quotes the value: a mistaken one is often the secret (or token) itself.
+  function envName(name: string, what: string, example: string): string | undefined {
     const source = string(name);
     if (source !== undefined && !ENV_NAME.test(source.value)) {
       throw new UsageError(
-        `${source.from} is "${source.value}", not an environment variable name: use a name such as MY_TOKEN`,
+        `${source.from} is not an environment variable name (letters, digits and _): set it to the name of the variable that holds ${what}, such as ${example}, not to ${what} itself`,
       );
     }
     return source?.value;
@@ -443,7 +536,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
     buildkiteAudienceEnv !== undefined && audienceEnv !== buildkiteAudienceEnv
   ) {
     throw new UsageError(
-      `${ENV_PREFIX}AUDIENCE is "${audienceEnv}" but ${ENV_PREFIX}BUILDKITE_AUDIENCE is "${buildkiteAudienceEnv}": set only one of audience and buildkite-audience`,
+      `audience is "${audienceEnv}" but buildkite-audience is "${buildkiteAudienceEnv}": set only one of them`,
     );
   }
   const audience = audienceFlag ?? audienceEnv ?? buildkiteAudienceEnv;
@@ -465,7 +558,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
     "buildkite",
   );
   const sourceGiven = flags.has("subject-token-source");
-  const tokenEnv = envName("subject-token-env");
+  const tokenEnv = envName("subject-token-env", "the token", "MY_TOKEN");
   const tokenFile = flags.get("subject-token-file")?.[0];
   if (tokenEnv !== undefined && tokenFile !== undefined) {
     throw new UsageError("Both --subject-token-env and --subject-token-file are set: use one");
@@ -514,20 +607,22 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
   }
 
   const clientId = string("client-id")?.value;
-  const clientSecretEnv = envName("client-secret-env");
+  const clientSecretEnv = envName("client-secret-env", "the secret", "STS_CLIENT_SECRET");
   let clientSecret: string | undefined;
   if (clientSecretEnv !== undefined) {
     clientSecret = env(clientSecretEnv);
     if (clientSecret === undefined || clientSecret === "") {
       throw new UsageError(
-        `Client secret variable "${clientSecretEnv}" (${
+        `Client secret variable ${variable(clientSecretEnv)} (${
           string("client-secret-env")!.from
         }) is unset or empty: set it, for example from your secrets manager`,
       );
     }
     if (clientId === undefined) {
       throw new UsageError(
-        `A client secret (${clientSecretEnv}) needs a client ID: set --client-id`,
+        `A client secret (${string("client-secret-env")!.from}) needs a client ID: set ${
+          flags.has("client-secret-env") ? "--client-id" : "client-id"
+        }`,
       );
     }
   }

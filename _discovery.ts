@@ -68,7 +68,7 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
       } catch (error) {
         return { ok: false, reason: (error as TypeError).message };
       }
-      options.onDebug?.(`Following a redirect to ${url.origin}${url.pathname}`);
+      options.onDebug?.(`Following a redirect to ${summarise(`${url.origin}${url.pathname}`)}`);
       continue;
     }
     if (response.status !== 200) return { ok: false, reason: `HTTP ${response.status}` };
@@ -91,8 +91,9 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
  * (`/.well-known/oauth-authorization-server<issuer path>`).
  *
  * The metadata requests may follow redirects, but only to https (or loopback http) URLs. The
- * metadata's `issuer` must match the issuer asked for, and its `token_endpoint` must itself be
- * https (or loopback http).
+ * metadata must carry an `issuer` equal to the issuer asked for, and its `token_endpoint` must be
+ * on the issuer's host (the same host and port) and must not downgrade an https issuer to http:
+ * a document that says otherwise, whoever served it, does not get the token sent elsewhere.
  *
  * @see {@link https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderConfig}
  * @see {@link https://www.rfc-editor.org/rfc/rfc8414#section-3}
@@ -101,7 +102,8 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
  * @param options How the metadata requests are sent.
  * @returns The token endpoint.
  * @throws {TypeError} If the issuer is not an https (or loopback http) URL.
- * @throws {DiscoveryError} If no metadata names a usable token endpoint.
+ * @throws {DiscoveryError} If no metadata names a usable token endpoint, the metadata names another
+ * issuer, or its token endpoint is on another host or plain http under an https issuer.
  * @throws {TokenExchangeError} If the issuer cannot be reached (`code` says why).
  *
  * @example Discovering Dex's token endpoint
@@ -157,23 +159,46 @@ export async function discover(
       continue;
     }
     const { metadata } = result;
-    if (typeof metadata.issuer === "string" && metadata.issuer.replace(/\/+$/, "") !== expected) {
+    if (typeof metadata.issuer !== "string") {
+      throw new DiscoveryError(
+        `Issuer metadata at ${url.href} has no "issuer" (RFC 8414 §3.3 requires it to match): set token-endpoint instead of issuer`,
+      );
+    }
+    if (metadata.issuer.replace(/\/+$/, "") !== expected) {
       throw new DiscoveryError(
         `Issuer metadata at ${url.href} names issuer "${
           summarise(metadata.issuer)
-        }", not "${expected}": set the issuer to exactly what its tokens say`,
+        }", not "${expected}": set the issuer to exactly what its tokens say, or set token-endpoint instead`,
       );
     }
     if (typeof metadata.token_endpoint !== "string") {
       throw new DiscoveryError(
-        `Issuer metadata at ${url.href} has no "token_endpoint": set the token endpoint instead of the issuer`,
+        `Issuer metadata at ${url.href} has no "token_endpoint": set token-endpoint instead of issuer`,
       );
     }
     let tokenEndpoint: URL;
     try {
       tokenEndpoint = parseSecureUrl(metadata.token_endpoint, "Discovered token endpoint");
     } catch (error) {
-      throw new DiscoveryError((error as TypeError).message);
+      throw new DiscoveryError(
+        `${(error as TypeError).message}; set token-endpoint instead of issuer`,
+      );
+    }
+    // The same rule the plugin's Deno permissions hold a run to (network access to the issuer's
+    // host only), in code, so that the library and the compiled CLI keep to it as well.
+    if (tokenEndpoint.host !== issuerUrl.host) {
+      throw new DiscoveryError(
+        `The discovered token endpoint "${
+          summarise(tokenEndpoint.href)
+        }" is not on the issuer's host "${issuerUrl.host}", and this run may reach only that: set token-endpoint to it instead of issuer`,
+      );
+    }
+    if (issuerUrl.protocol === "https:" && tokenEndpoint.protocol !== "https:") {
+      throw new DiscoveryError(
+        `The discovered token endpoint "${
+          summarise(tokenEndpoint.href)
+        }" is plain http under an https issuer: set token-endpoint to an https URL instead of issuer`,
+      );
     }
     const grants = metadata.grant_types_supported;
     if (
@@ -183,12 +208,12 @@ export async function discover(
         "Discovery: the metadata's grant_types_supported does not list token exchange; trying anyway",
       );
     }
-    options.onDebug?.(`Discovery: token endpoint is ${tokenEndpoint.href}`);
+    options.onDebug?.(`Discovery: token endpoint is ${summarise(tokenEndpoint.href)}`);
     return tokenEndpoint;
   }
   throw new DiscoveryError(
     `Cannot discover the token endpoint of issuer "${expected}" (${
       failures.join("; ")
-    }): check the issuer URL or set the token endpoint instead`,
+    }): check the issuer URL or set token-endpoint instead`,
   );
 }

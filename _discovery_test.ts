@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { discoverTokenEndpoint } from "./_discovery.ts";
 import { DiscoveryError } from "./_errors.ts";
+import { rejection } from "./tests/_rejection.ts";
 import { startTokenEndpoint } from "./tests/_token_endpoint.ts";
 
 const notFound = () => new Response("not found", { status: 404 });
@@ -65,9 +66,25 @@ Deno.test("discoverTokenEndpoint() refuses what it cannot trust, with a Discover
       /Discovered token endpoint "http:\/\/sts.example.com\/token" must use https/,
     ],
     [
+      "no issuer in the metadata",
+      (origin) => Response.json({ token_endpoint: `${origin}/token` }),
+      /has no "issuer" \(RFC 8414 §3.3 requires it to match\): set token-endpoint instead of issuer$/,
+    ],
+    [
+      "a token endpoint on another host",
+      (origin) =>
+        Response.json({ issuer: origin, token_endpoint: "https://sts.example.com/token" }),
+      /^The discovered token endpoint "https:\/\/sts.example.com\/token" is not on the issuer's host "127.0.0.1:\d+", and this run may reach only that: set token-endpoint to it instead of issuer$/,
+    ],
+    [
+      "a token endpoint on another port of the issuer's host",
+      (origin) => Response.json({ issuer: origin, token_endpoint: "http://127.0.0.1:1/token" }),
+      /is not on the issuer's host "127.0.0.1:\d+"/,
+    ],
+    [
       "no token endpoint",
       (origin) => Response.json({ issuer: origin }),
-      /has no "token_endpoint": set the token endpoint instead of the issuer/,
+      /has no "token_endpoint": set token-endpoint instead of issuer/,
     ],
     [
       "a redirect to plain http",
@@ -77,7 +94,7 @@ Deno.test("discoverTokenEndpoint() refuses what it cannot trust, with a Discover
     [
       "no metadata at all",
       notFound,
-      /Cannot discover the token endpoint of issuer "http:\/\/127.0.0.1:\d+" \(.*openid-configuration: HTTP 404; .*oauth-authorization-server: HTTP 404\): check the issuer URL or set the token endpoint instead/,
+      /Cannot discover the token endpoint of issuer "http:\/\/127.0.0.1:\d+" \(.*openid-configuration: HTTP 404; .*oauth-authorization-server: HTTP 404\): check the issuer URL or set token-endpoint instead/,
     ],
     [
       "metadata that is not JSON",
@@ -101,4 +118,70 @@ Deno.test("discoverTokenEndpoint() refuses an insecure or malformed issuer befor
   await assert.rejects(discoverTokenEndpoint("http://issuer.example.com"), TypeError);
   await assert.rejects(discoverTokenEndpoint("https://issuer.example.com?x=1"), TypeError);
   await assert.rejects(discoverTokenEndpoint("issuer.example.com"), TypeError);
+});
+
+/** A fetch that serves one metadata document for any URL, recording what it was asked for. */
+function metadataFetch(metadata: Record<string, unknown>, asked: string[] = []): typeof fetch {
+  return (input) => {
+    asked.push(String(input));
+    return Promise.resolve(Response.json(metadata));
+  };
+}
+
+Deno.test("discoverTokenEndpoint() refuses an https issuer's metadata that downgrades the token endpoint to http", async () => {
+  const issuer = "https://localhost:8443";
+  const error = await rejection(
+    discoverTokenEndpoint(issuer, {
+      retries: 0,
+      fetch: metadataFetch({ issuer, token_endpoint: "http://localhost:8443/token" }),
+    }),
+  );
+  assert.ok(error instanceof DiscoveryError, String(error));
+  assert.equal(
+    error.message,
+    'The discovered token endpoint "http://localhost:8443/token" is plain http under an https issuer: set token-endpoint to an https URL instead of issuer',
+  );
+  // The same host over https is what the rule allows.
+  const endpoint = await discoverTokenEndpoint(issuer, {
+    fetch: metadataFetch({ issuer: `${issuer}/`, token_endpoint: "https://localhost:8443/token" }),
+  });
+  assert.equal(endpoint.href, "https://localhost:8443/token");
+});
+
+Deno.test("discoverTokenEndpoint() accepts the issuer's host written with its default port or in capitals", async () => {
+  const endpoint = await discoverTokenEndpoint("https://Issuer.Example.com", {
+    fetch: metadataFetch({
+      issuer: "https://issuer.example.com",
+      token_endpoint: "https://ISSUER.example.com:443/oauth2/token",
+    }),
+  });
+  assert.equal(endpoint.href, "https://issuer.example.com/oauth2/token");
+});
+
+Deno.test("discoverTokenEndpoint() flattens and masks what the metadata says before it reaches a message or debug line", async () => {
+  const issuer = "https://issuer.example.com";
+  const lines: string[] = [];
+  const error = await rejection(
+    discoverTokenEndpoint(issuer, {
+      fetch: metadataFetch({
+        issuer: `${issuer}\n^^^ +++ token-exchange: access_token=leaked \u0085~~~`,
+        token_endpoint: `${issuer}/token`,
+      }),
+      onDebug: (line) => lines.push(line),
+    }),
+  );
+  assert.ok(error instanceof DiscoveryError);
+  assert.equal(
+    error.message,
+    'Issuer metadata at https://issuer.example.com/.well-known/openid-configuration names issuer "https://issuer.example.com ^^^ +++ token-exchange: access_token=*** ~~~", not "https://issuer.example.com": set the issuer to exactly what its tokens say, or set token-endpoint instead',
+  );
+  const bad = await rejection(
+    discoverTokenEndpoint(issuer, {
+      fetch: metadataFetch({ issuer, token_endpoint: "http://sts.example.com/\n^^^ +++" }),
+    }),
+  );
+  assert.equal(
+    bad.message,
+    'Discovered token endpoint "http://sts.example.com/ ^^^ +++" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1]); set token-endpoint instead of issuer',
+  );
 });

@@ -3,6 +3,7 @@
 // and a cap on the body.
 
 import { NetworkError, ResponseTooLargeError, TimeoutError } from "./_errors.ts";
+import { oneLine, summarise } from "./_redact.ts";
 
 /**
  * Reports whether a URL hostname (as `URL.hostname` gives it) is a loopback address:
@@ -42,8 +43,10 @@ export function parseUrl(text: string, base?: string | URL): URL | null {
  * credentials or has a fragment.
  */
 export function parseSecureUrl(value: string | URL, what: string): URL {
-  const text = String(value);
-  const url = parseUrl(text);
+  const raw = String(value);
+  // The URL as messages quote it: it may come from a server (discovery), so on one line, masked.
+  const text = summarise(raw);
+  const url = parseUrl(raw);
   if (url === null) {
     throw new TypeError(
       `${what} "${text}" is not an absolute URL: use a URL such as "https://sts.example.com/token"`,
@@ -62,7 +65,7 @@ export function parseSecureUrl(value: string | URL, what: string): URL {
     );
   }
   if (url.hash !== "") {
-    throw new TypeError(`${what} "${text}" must not have a fragment ("${url.hash}")`);
+    throw new TypeError(`${what} "${text}" must not have a fragment ("${summarise(url.hash)}")`);
   }
   return url;
 }
@@ -117,6 +120,11 @@ export interface HttpInternals {
   now?: () => number;
   /** The body size cap in bytes. */
   maxBodyBytes?: number;
+  /**
+   * The injected `fetch` is the platform's own (Deno's `fetch` with a client of its own): its HTTP
+   * framing holds a body to its `Content-Length`, and it ends the request when the signal aborts.
+   */
+  platformFetch?: boolean;
 }
 
 /** Checks the options shared by every request. */
@@ -187,15 +195,31 @@ function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
+/** The `Content-Encoding` of a response, if it has one other than `identity`. */
+export function contentEncoding(headers: Headers): string | undefined {
+  const value = headers.get("content-encoding")?.trim().toLowerCase();
+  return value === undefined || value === "" || value === "identity" ? undefined : value;
+}
+
 function tooLarge(response: Response, limit: number, what: string): ResponseTooLargeError {
-  return new ResponseTooLargeError(`${what} sent a body of more than ${limit} bytes`, limit, {
-    status: response.status,
-  });
+  const encoding = contentEncoding(response.headers);
+  return new ResponseTooLargeError(
+    `${what} sent a body of more than ${limit} bytes` +
+      (encoding === undefined ? "" : ` (Content-Encoding "${summarise(encoding, [], 40)}")`),
+    limit,
+    { status: response.status },
+  );
 }
 
 /**
- * Reads the whole body, refusing more than `limit` bytes. `framed` says the response comes from
- * the platform's fetch, whose HTTP framing holds a body to its `Content-Length`.
+ * Reads the whole body, refusing more than `limit` bytes, and never holding more than `limit`
+ * bytes (plus one chunk) in memory. `framed` says the response comes from the platform's fetch,
+ * whose HTTP framing holds a body to its `Content-Length`.
+ *
+ * A `fetch` decodes a compressed body as it is read (Deno: gzip and br; Node.js: deflate and zstd
+ * as well) and leaves `Content-Length` at the compressed size, so a compressed body is always
+ * counted chunk by chunk as it is decoded: 1 KiB of gzip can be 1 MiB of JSON, and 1 MiB of gzip
+ * 1 GiB.
  *
  * @throws {ResponseTooLargeError} When the body, or its declared `Content-Length`, is over `limit`.
  */
@@ -215,9 +239,10 @@ export async function readCapped(
     );
   }
   if (response.body === null) return new Uint8Array();
-  // From the platform's fetch, HTTP framing holds the body to its Content-Length: read it at once
-  // (about 1 ms faster than a stream reader in a short-lived process). Otherwise count as it comes.
-  if (framed && declared > 0) {
+  // From the platform's fetch, HTTP framing holds a body that is not encoded to its
+  // Content-Length: read it at once (about 1 ms faster than a stream reader in a short-lived
+  // process). Otherwise count the bytes as they come, decoded.
+  if (framed && declared > 0 && contentEncoding(response.headers) === undefined) {
     const body = new Uint8Array(await response.arrayBuffer());
     if (body.byteLength > limit) throw tooLarge(response, limit, what);
     return body;
@@ -303,8 +328,7 @@ function describeCause(error: unknown): string {
   const messages: string[] = [];
   let cause = error;
   for (let depth = 0; cause !== undefined && cause !== null && depth < 5; depth++) {
-    const message = (cause instanceof Error ? cause.message : String(cause)).replace(/\s+/g, " ")
-      .trim();
+    const message = oneLine(cause instanceof Error ? cause.message : String(cause));
     if (message !== "" && !messages.some((seen) => seen.includes(message))) messages.push(message);
     cause = cause instanceof Error ? cause.cause : undefined;
   }
@@ -334,6 +358,7 @@ export async function sendWithRetries(
   options: HttpOptions & HttpInternals = {},
 ): Promise<{ response: ReadResponse; attempts: number }> {
   const fetchFn = options.fetch ?? globalThis.fetch;
+  const platform = options.fetch === undefined || options.platformFetch === true;
   const timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
   const retries = options.retries ?? DEFAULT_RETRIES;
   const sleep = options.sleep ?? abortableSleep;
@@ -354,15 +379,14 @@ export async function sendWithRetries(
     const signal = caller ? AbortSignal.any([caller, timer]) : timer;
     // The platform's fetch ends the request and its body when the signal aborts; an injected
     // fetch may not, so its promises race the signal.
-    const bounded = <T>(promise: Promise<T>) =>
-      options.fetch ? raceAbort(promise, signal) : promise;
+    const bounded = <T>(promise: Promise<T>) => platform ? promise : raceAbort(promise, signal);
     let retryReason: string;
     let retryAfter: number | undefined;
     try {
       const response = await bounded(fetchFn(url, { ...init, redirect: "manual", signal }));
       debug?.(
         `${what} answered HTTP ${response.status}${
-          response.statusText ? ` ${response.statusText}` : ""
+          response.statusText ? ` ${summarise(response.statusText, [], 100)}` : ""
         }`,
       );
       if (RETRYABLE_STATUSES.has(response.status) && attempt < attempts) {
@@ -370,7 +394,7 @@ export async function sendWithRetries(
         retryReason = `HTTP ${response.status}`;
         retryAfter = parseRetryAfter(response.headers.get("retry-after"), now());
       } else {
-        const read = await bounded(readResponse(response, limit, what, !options.fetch));
+        const read = await bounded(readResponse(response, limit, what, platform));
         return { response: read, attempts: attempt };
       }
     } catch (error) {

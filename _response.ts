@@ -1,5 +1,10 @@
 import { HttpStatusError, InvalidResponseError, OAuthError, RedirectError } from "./_errors.ts";
-import { DEFAULT_MAX_BODY_BYTES, type ReadResponse, readResponse } from "./_http.ts";
+import {
+  contentEncoding,
+  DEFAULT_MAX_BODY_BYTES,
+  type ReadResponse,
+  readResponse,
+} from "./_http.ts";
 import { summarise } from "./_redact.ts";
 
 /**
@@ -87,8 +92,48 @@ const WHAT = "Token endpoint";
 
 /** The media type of a response without its parameters, such as `application/json`. */
 function mediaType(response: ReadResponse): string | undefined {
-  return response.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() || undefined;
+  const type = response.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
+  return type ? summarise(type, [], 100) : undefined;
 }
+
+/**
+ * What a body is, without a byte of it: its content type, its length and its encoding. A body
+ * that cannot be used is described this way, never quoted, since it may hold a credential.
+ */
+function describeBody(response: ReadResponse): string {
+  const encoding = contentEncoding(response.headers);
+  return `${mediaType(response) ?? "no content type"}, ${response.body.byteLength} byte${
+    response.body.byteLength === 1 ? "" : "s"
+  }${encoding === undefined ? "" : `, Content-Encoding "${summarise(encoding, [], 40)}"`}`;
+}
+
+/** The longest issued token accepted: an exported variable over 128 KiB breaks later commands. */
+export const MAX_TOKEN_LENGTH = 64 * 1024;
+
+/**
+ * What is wrong with an issued token, or `undefined` if nothing is: RFC 6749 Appendix A.12
+ * (`access-token = 1*VSCHAR`, VSCHAR being `%x20-7E`), and at most {@linkcode MAX_TOKEN_LENGTH}
+ * characters. The answer never quotes the token.
+ *
+ * @param token The token.
+ * @returns Which rule the token breaks, or `undefined`.
+ */
+export function tokenProblem(token: string): string | undefined {
+  if (token.length > MAX_TOKEN_LENGTH) {
+    return `is ${token.length} characters long, more than the ${MAX_TOKEN_LENGTH} allowed`;
+  }
+  const bad = /[^\x20-\x7e]/.exec(token);
+  if (bad !== null) {
+    const code = bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+    return `has U+${code} at character ${
+      bad.index + 1
+    }, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed`;
+  }
+  return undefined;
+}
+
+/** Identifiers are shown as field names; anything else in a key position only counted. */
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,39}$/;
 
 function describeJson(value: unknown): string {
   if (value === null) return "null";
@@ -149,9 +194,13 @@ function toOAuthError(
  * Validates a token endpoint's response and returns the issued token, in a fixed order: a redirect,
  * the status, an OAuth error body, the body's JSON, then the required fields.
  *
- * Only HTTP 200 with a JSON object holding a non-empty string `access_token` succeeds. A missing
+ * Only HTTP 200 with a JSON object holding a non-empty string `access_token` succeeds, and the
+ * token must be printable ASCII (`%x20-7E`, RFC 6749 Appendix A.12) of at most 64 KiB. A missing
  * `issued_token_type` or `token_type` is tolerated (real servers omit them) and reported through
- * `onDebug`. The body is read up to 1 MiB.
+ * `onDebug`. The body is read up to 1 MiB, counted after any decoding (a compressed body cannot
+ * grow past it in memory). A body that cannot be used is described in the error (status, content
+ * type, length), never quoted; text quoted from an error response is flattened onto one line,
+ * with known secrets and credential fields (`access_token`, `refresh_token`, …) masked.
  *
  * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.2}
  * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-5.1}
@@ -163,7 +212,7 @@ function toOAuthError(
  * @throws {OAuthError} For an OAuth 2.0 error response (RFC 6749 §5.2), whatever the status.
  * @throws {HttpStatusError} For another error status; its message summarises the body.
  * @throws {InvalidResponseError} For a 2xx other than 200, a body that is not a JSON object, or no
- * usable `access_token`.
+ * usable `access_token` (missing, empty, not printable ASCII, or over 64 KiB).
  * @throws {ResponseTooLargeError} For a body over 1 MiB.
  *
  * @example Processing a response
@@ -219,16 +268,28 @@ export function processResponse(
     if (oauthError) throw oauthError;
     if (status >= 200 && status < 300) {
       throw new InvalidResponseError(
-        `${WHAT} answered HTTP ${status}, but a token response must be HTTP 200 (RFC 6749 §5.1)`,
+        `${WHAT} answered HTTP ${status} (${
+          describeBody(response)
+        }), but a token response must be HTTP 200 (RFC 6749 §5.1)`,
         meta,
       );
     }
-    const excerpt = text === undefined
-      ? "(a body that is not UTF-8 text)"
-      : summarise(text, secrets);
+    const reason = response.statusText ? ` ${summarise(response.statusText, secrets, 100)}` : "";
+    if (text === undefined) {
+      throw new HttpStatusError(
+        `${WHAT} answered HTTP ${status}${reason} with a body that is not UTF-8 text (${
+          describeBody(response)
+        })`,
+        status,
+        type,
+        "(a body that is not UTF-8 text)",
+        meta,
+      );
+    }
+    const excerpt = summarise(text, secrets);
     throw new HttpStatusError(
-      `${WHAT} answered HTTP ${status}${response.statusText ? ` ${response.statusText}` : ""}` +
-        ` (${type ?? "no content type"})` + (excerpt ? `: "${excerpt}"` : " with an empty body"),
+      `${WHAT} answered HTTP ${status}${reason} (${type ?? "no content type"})` +
+        (excerpt ? `: "${excerpt}"` : " with an empty body"),
       status,
       type,
       excerpt,
@@ -238,15 +299,15 @@ export function processResponse(
 
   if (text === undefined) {
     throw new InvalidResponseError(
-      `${WHAT} answered HTTP 200 with a body that is not UTF-8 text`,
+      `${WHAT} answered HTTP 200 with a body that is not UTF-8 text (${describeBody(response)})`,
       meta,
     );
   }
   if (json === undefined) {
-    const excerpt = summarise(text, secrets);
     throw new InvalidResponseError(
-      `${WHAT} answered HTTP 200 with a body that is not JSON (${type ?? "no content type"})` +
-        (excerpt ? `: "${excerpt}"` : ": the body is empty"),
+      `${WHAT} answered HTTP 200 with ${
+        text.trim() === "" ? "an empty body" : "a body that is not JSON"
+      } (${describeBody(response)})`,
       meta,
     );
   }
@@ -259,7 +320,10 @@ export function processResponse(
   if (json.access_token === undefined || json.access_token === null) {
     const oauthError = toOAuthError(json, meta, secrets);
     if (oauthError) throw oauthError;
-    const fields = Object.keys(json).map((key) => summarise(key, secrets, 40));
+    const keys = Object.keys(json);
+    const names = keys.filter((key) => FIELD_NAME.test(key));
+    const others = keys.length - names.length;
+    const fields = [...names, ...(others > 0 ? [`${others} other${others === 1 ? "" : "s"}`] : [])];
     throw new InvalidResponseError(
       `${WHAT} answered HTTP 200 without an "access_token" (fields: ${
         fields.join(", ") || "none"
@@ -277,6 +341,13 @@ export function processResponse(
   }
   if (json.access_token.trim() === "") {
     throw new InvalidResponseError(`${WHAT} answered HTTP 200 with an empty "access_token"`, meta);
+  }
+  const problem = tokenProblem(json.access_token);
+  if (problem !== undefined) {
+    throw new InvalidResponseError(
+      `${WHAT} answered HTTP 200 with an "access_token" that ${problem}`,
+      meta,
+    );
   }
 
   if (type !== "application/json" && !type?.endsWith("+json")) {
@@ -304,7 +375,9 @@ export function processResponse(
   } else if (typeof json.expires_in === "string" && /^\d+$/.test(json.expires_in.trim())) {
     expiresIn = Number(json.expires_in);
     debug?.(
-      `The response's "expires_in" is the string "${json.expires_in}", not a number; read it as ${expiresIn}`,
+      `The response's "expires_in" is the string "${
+        summarise(json.expires_in, [], 40)
+      }", not a number; read it as ${expiresIn}`,
     );
   } else if (json.expires_in !== undefined) {
     debug?.(

@@ -156,7 +156,7 @@ Deno.test("processTokenExchangeResponse() refuses a 2xx other than 200", async (
   assert.ok(error instanceof InvalidResponseError);
   assert.equal(
     error.message,
-    "Token endpoint answered HTTP 201, but a token response must be HTTP 200 (RFC 6749 §5.1)",
+    "Token endpoint answered HTTP 201 (application/json, 21 bytes), but a token response must be HTTP 200 (RFC 6749 §5.1)",
   );
 });
 
@@ -196,17 +196,17 @@ Deno.test("processTokenExchangeResponse() refuses 200 responses without a usable
     [
       "an empty body",
       "",
-      "Token endpoint answered HTTP 200 with a body that is not JSON (text/plain): the body is empty",
+      "Token endpoint answered HTTP 200 with an empty body (text/plain, 0 bytes)",
     ],
     [
       "HTML",
       "<html>login</html>",
-      'Token endpoint answered HTTP 200 with a body that is not JSON (text/plain): "<html>login</html>"',
+      "Token endpoint answered HTTP 200 with a body that is not JSON (text/plain, 18 bytes)",
     ],
     [
       "invalid UTF-8",
       new Uint8Array([0x7b, 0xff, 0x7d]),
-      "Token endpoint answered HTTP 200 with a body that is not UTF-8 text",
+      "Token endpoint answered HTTP 200 with a body that is not UTF-8 text (no content type, 3 bytes)",
     ],
   ];
   for (const [name, body, message] of cases) {
@@ -236,4 +236,172 @@ Deno.test("processTokenExchangeResponse() refuses a body over 1 MiB, declared or
   const streamed = await rejection(new Response("x".repeat(1024 * 1024 + 1)));
   assert.ok(streamed instanceof ResponseTooLargeError);
   assert.equal(streamed.limit, 1024 * 1024);
+});
+
+Deno.test("processTokenExchangeResponse() describes a 200 it cannot use, never quoting a credential in it", async (t) => {
+  // A body that is almost a token response: whatever of it reached a message would be a leak.
+  const cases: [string, Response, string][] = [
+    [
+      "a form-encoded token response",
+      new Response("access_token=leaked-token-1&token_type=Bearer", {
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+      }),
+      "Token endpoint answered HTTP 200 with a body that is not JSON (application/x-www-form-urlencoded, 45 bytes)",
+    ],
+    [
+      "JSON cut short",
+      new Response('{"access_token":"leaked-token-1","refresh_token":"leaked-re', {
+        headers: { "content-type": "application/json; charset=utf-8" },
+      }),
+      "Token endpoint answered HTTP 200 with a body that is not JSON (application/json, 59 bytes)",
+    ],
+    [
+      "a token under a field name of its own",
+      Response.json({ "leaked-token-1 ": true, token: "leaked-token-1", "a b": 1 }),
+      'Token endpoint answered HTTP 200 without an "access_token" (fields: token, 2 others)',
+    ],
+  ];
+  for (const [name, response, message] of cases) {
+    await t.step(name, async () => {
+      const error = await rejection(response);
+      assert.ok(error instanceof InvalidResponseError, String(error));
+      assert.equal(error.message, message);
+    });
+  }
+});
+
+Deno.test("processTokenExchangeResponse() masks credential fields a server quotes in an error, in JSON, form and query forms", async () => {
+  const body = [
+    '{"access_token":"at-1","refresh_token" : "rt-2","id_token":"it-3"}',
+    "subject_token=st-4&actor_token=act-5&client_secret=cs-6&client_assertion=as-7",
+    "https://sts.example.com/cb?code=1&access_token=at-8#id_token=it-9",
+    '{"error_description":"echo {\\"refresh_token\\":\\"rt-10\\"}"}',
+  ].join(" ");
+  const error = await rejection(new Response(body, { status: 500 }));
+  assert.ok(error instanceof HttpStatusError);
+  assert.equal(
+    error.bodyExcerpt,
+    '{"access_token":"***","refresh_token" : "***","id_token":"***"} subject_token=***&actor_token=***&client_secret=***&client_assertion=*** https://sts.example.com/cb?code=1&access_token=***#id_token=***…',
+  );
+  for (const value of ["at-1", "rt-2", "it-3", "st-4", "act-5", "cs-6", "as-7", "at-8", "it-9"]) {
+    assert.ok(!error.message.includes(value), `${value} in ${error.message}`);
+  }
+  const escaped = await rejection(
+    new Response('{"detail":"echo {\\"refresh_token\\":\\"rt-10\\"}"}', { status: 500 }),
+  );
+  assert.equal(
+    (escaped as HttpStatusError).bodyExcerpt,
+    '{"detail":"echo {\\"refresh_token\\":\\"***\\"}"}',
+  );
+  const oauth = await rejection(
+    Response.json({
+      error: "invalid_request",
+      error_description: "got refresh_token=rt-11 and client_secret: cs-12",
+    }, { status: 400 }),
+  );
+  assert.ok(oauth instanceof OAuthError);
+  assert.equal(oauth.errorDescription, "got refresh_token=*** and client_secret: ***");
+});
+
+Deno.test("processTokenExchangeResponse() checks the issued token is printable ASCII of at most 64 KiB, never quoting it", async (t) => {
+  const cases: [string, string, string][] = [
+    [
+      "a line break",
+      "good-start\n^^^ +++",
+      'Token endpoint answered HTTP 200 with an "access_token" that has U+000A at character 11, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+    [
+      "an escape sequence",
+      "tok\u001b]0;title\u0007",
+      'Token endpoint answered HTTP 200 with an "access_token" that has U+001B at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+    [
+      "DEL",
+      "tok\u007f",
+      'Token endpoint answered HTTP 200 with an "access_token" that has U+007F at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+    [
+      "a C1 control (CSI)",
+      "tok\u009b31m",
+      'Token endpoint answered HTTP 200 with an "access_token" that has U+009B at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+    [
+      "non-ASCII",
+      "tökén",
+      'Token endpoint answered HTTP 200 with an "access_token" that has U+00F6 at character 2, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+    [
+      "more than 64 KiB",
+      "a".repeat(64 * 1024 + 1),
+      'Token endpoint answered HTTP 200 with an "access_token" that is 65537 characters long, more than the 65536 allowed',
+    ],
+    [
+      "only spaces",
+      "   ",
+      'Token endpoint answered HTTP 200 with an empty "access_token"',
+    ],
+  ];
+  for (const [name, token, message] of cases) {
+    await t.step(name, async () => {
+      const error = await rejection(Response.json({ access_token: token }));
+      assert.ok(error instanceof InvalidResponseError, String(error));
+      assert.equal(error.message, message);
+    });
+  }
+  await t.step("exactly 64 KiB of every printable character", async () => {
+    const printable = Array.from({ length: 0x5f }, (_, i) => String.fromCharCode(0x20 + i)).join(
+      "",
+    );
+    const token = printable.repeat(Math.ceil(65536 / printable.length)).slice(0, 65536);
+    const result = await processTokenExchangeResponse(Response.json({ access_token: token }));
+    assert.equal(result.accessToken, token);
+  });
+});
+
+Deno.test("processTokenExchangeResponse() flattens the text it quotes onto one line, so it cannot forge a log line", async () => {
+  const forged = "a\n^^^ +++\r~~~ x\u0085--- y\u2028+++ z\u001b[2Ktoken-exchange: ok";
+  const oauth = await rejection(
+    Response.json({ error: forged, error_description: forged, error_uri: forged }, {
+      status: 400,
+    }),
+  );
+  const status = await rejection(
+    new Response(forged, { status: 503, statusText: "Busy \u0085^^^ +++" }),
+  );
+  const redirect = await rejection(
+    new Response(null, { status: 302, headers: { location: `/x\u0085^^^ +++` } }),
+  );
+  for (const error of [oauth, status, redirect]) {
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(error.message, /[\x00-\x1f\x7f-\x9f\u2028\u2029]/, error.message);
+  }
+  assert.equal(
+    (oauth as OAuthError).errorDescription,
+    "a ^^^ +++ ~~~ x --- y +++ z [2Ktoken-exchange: ok",
+  );
+  assert.equal(
+    status.message,
+    'Token endpoint answered HTTP 503 Busy ^^^ +++ (text/plain): "a ^^^ +++ ~~~ x --- y +++ z [2Ktoken-exchange: ok"',
+  );
+});
+
+Deno.test("processTokenExchangeResponse() reads a compressed body chunk by chunk, never past the cap", async () => {
+  // A body that never ends, marked as compressed with a small Content-Length (the compressed size,
+  // as a fetch that decodes it leaves it): reading it whole would never return.
+  let pulled = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled += 4096;
+      controller.enqueue(new Uint8Array(4096).fill(0x20));
+    },
+  });
+  const error = await rejection(
+    new Response(endless, { headers: { "content-encoding": "gzip", "content-length": "100" } }),
+  );
+  assert.ok(error instanceof ResponseTooLargeError, String(error));
+  assert.equal(
+    error.message,
+    'Token endpoint sent a body of more than 1048576 bytes (Content-Encoding "gzip")',
+  );
+  assert.ok(pulled <= 1024 * 1024 + 2 * 4096, `pulled ${pulled} bytes`);
 });

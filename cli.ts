@@ -39,15 +39,35 @@ import {
   parseCliConfig,
   UsageError,
 } from "./_cli_options.ts";
-import { OAuthError, TokenExchangeError } from "./_errors.ts";
-import { exchangeToken } from "./_exchange.ts";
+import { directLoopbackFetch } from "./_direct_fetch.ts";
+import { InvalidResponseError, OAuthError, TokenExchangeError } from "./_errors.ts";
+import { exchange } from "./_exchange.ts";
+import type { HttpInternals, HttpOptions } from "./_http.ts";
 import type { decodeJwt as DecodeJwt } from "./_jwt.ts";
-import { maskSecrets } from "./_redact.ts";
-import type { TokenExchangeResponse } from "./_response.ts";
+import { maskSecrets, oneLine, summarise } from "./_redact.ts";
+import { type TokenExchangeResponse, tokenProblem } from "./_response.ts";
 import { getSubjectToken, SubjectTokenError } from "./_subject_token.ts";
 import { VERSION } from "./_constants.ts";
 
 const PREFIX = "token-exchange:";
+
+/**
+ * Writes one line on stderr: the prefix, then the text flattened onto one line. Every line the
+ * command writes on stderr goes through here, so that no text from outside (a server's, the
+ * agent's, a token's claims) can start a line of its own and pass for `^^^ +++` or for this
+ * command's own output.
+ */
+function say(text: string): void {
+  console.error(`${PREFIX} ${oneLine(text)}`);
+}
+
+/** The JSON output, with DEL, C1 and the Unicode line separators escaped as well as C0. */
+function safeJson(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
 
 const SOURCE_LABELS: Record<CliConfig["source"]["kind"], string> = {
   buildkite: "Buildkite OIDC token",
@@ -123,7 +143,7 @@ function hint(error: unknown, config: CliConfig): string {
 
 /** The JSON output: the response fields that are present, in a fixed order. */
 function toJson(result: TokenExchangeResponse): string {
-  return JSON.stringify({
+  return safeJson({
     access_token: result.accessToken,
     issued_token_type: result.issuedTokenType,
     token_type: result.tokenType,
@@ -162,11 +182,9 @@ export async function main(
     config = parseCliConfig(args, env);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`${PREFIX} ${error.message}`);
+      say(error.message);
     } else if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        `${PREFIX} Cannot read the environment (${error.message}): run with --allow-env`,
-      );
+      say(`Cannot read the environment (${error.message}): run with --allow-env`);
     } else {
       throw error;
     }
@@ -181,46 +199,57 @@ export async function main(
     return 0;
   }
 
-  const debug = config.debug
-    ? (line: string) => console.error(`${PREFIX} debug: ${line}`)
-    : undefined;
-  const http = { timeout: config.timeout, retries: config.retries, onDebug: debug };
+  const debug = config.debug ? (line: string) => say(`debug: ${line}`) : undefined;
+  // A loopback endpoint (or issuer, or token service) is reached directly, never through a proxy
+  // from the environment; other hosts keep HTTPS_PROXY and NO_PROXY.
+  using direct = directLoopbackFetch();
+  const http: HttpOptions & HttpInternals = {
+    timeout: config.timeout,
+    retries: config.retries,
+    onDebug: debug,
+    fetch: direct.fetch,
+    platformFetch: true,
+  };
   const label = SOURCE_LABELS[config.source.kind];
   let subjectToken: string | undefined;
-  let tokenEndpoint = config.tokenEndpoint;
   try {
     subjectToken = await getSubjectToken(config.source, http);
     const decodeJwt = config.debug ? await loadJwt() : undefined;
     if (decodeJwt) debug?.(explain(decodeJwt, label, subjectToken));
+    let tokenEndpoint = config.tokenEndpoint;
     if (tokenEndpoint === undefined) {
-      const { discoverTokenEndpoint } = await import("./_discovery.ts");
-      tokenEndpoint = await discoverTokenEndpoint(config.issuer!, http);
+      const { discover } = await import("./_discovery.ts");
+      tokenEndpoint = await discover(config.issuer!, http);
     }
-    const result = await exchangeToken({
+    const result = await exchange({
       ...exchangeParameters(config),
       ...http,
       tokenEndpoint,
       subjectToken,
     });
     if (decodeJwt) debug?.(explain(decodeJwt, "Issued token", result.accessToken));
+    const shown = (value: string | undefined) =>
+      value === undefined ? "(none)" : summarise(value, [subjectToken!]);
     debug?.(
-      `Response: issued_token_type=${result.issuedTokenType ?? "(none)"} token_type=${
-        result.tokenType ?? "(none)"
-      } expires_in=${result.expiresIn ?? "(none)"} scope=${result.scope ?? "(none)"}`,
+      `Response: issued_token_type=${shown(result.issuedTokenType)} token_type=${
+        shown(result.tokenType)
+      } expires_in=${result.expiresIn ?? "(none)"} scope=${shown(result.scope)}`,
     );
+    if (config.format === "json" && result.refreshToken !== undefined) {
+      const problem = tokenProblem(result.refreshToken);
+      if (problem !== undefined) {
+        throw new InvalidResponseError(
+          `Token endpoint answered HTTP 200 with a "refresh_token" that ${problem}`,
+          { status: 200 },
+        );
+      }
+    }
     console.log(config.format === "json" ? toJson(result) : result.accessToken);
     return 0;
   } catch (error) {
     const secrets = [subjectToken, config.clientSecret].filter((s): s is string => !!s);
     let message: string;
     if (
-      config.issuer !== undefined && tokenEndpoint !== undefined &&
-      tokenEndpoint.host !== config.issuer.host && error instanceof TokenExchangeError &&
-      error.code === "network" && (error.cause as Error | undefined)?.name === "NotCapable"
-    ) {
-      message =
-        `The discovered token endpoint "${tokenEndpoint.href}" is not on the issuer's host "${config.issuer.host}", and this run may reach only that: set token-endpoint to it instead of issuer`;
-    } else if (
       error instanceof TokenExchangeError || error instanceof SubjectTokenError ||
       error instanceof TypeError
     ) {
@@ -228,12 +257,12 @@ export async function main(
     } else {
       message = `Unexpected error: ${error instanceof Error ? error.message : String(error)}`;
     }
-    console.error(`${PREFIX} ${maskSecrets(message, secrets)}`);
+    say(maskSecrets(message, secrets));
     if (subjectToken !== undefined) {
-      console.error(`${PREFIX} ${identify(await loadJwt(), label, subjectToken)}`);
+      say(identify(await loadJwt(), label, subjectToken));
     }
     if (config.debug && error instanceof Error && error.stack) {
-      console.error(maskSecrets(error.stack, secrets));
+      for (const line of maskSecrets(error.stack, secrets).split("\n")) say(`debug: ${line}`);
     }
     return 1;
   }

@@ -4,18 +4,25 @@
 // observations (tests/_reliability.ts), so the table states only what the suite saw.
 
 import { Buffer } from "node:buffer";
+import { discover } from "../_discovery.ts";
 import { TokenExchangeError } from "../_errors.ts";
 import { exchange } from "../_exchange.ts";
+import type { HttpInternals, HttpOptions } from "../_http.ts";
 import {
+  bomb,
+  type Encoding,
   every,
   flood,
   head,
   json,
   refusedUrl,
   type Reply,
+  type RequestLine,
   send,
+  sendChunked,
   startFaultServer,
 } from "./_fault_server.ts";
+import { TEST_CERT } from "./_tls.ts";
 import { CLIENT_SECRET, SUBJECT_TOKEN } from "./_tokens.ts";
 
 /** The token the well-behaved answers carry. */
@@ -46,7 +53,11 @@ export interface Fault {
   /** What the client must do, in words. */
   expected: string;
   /** The server's answer to each request; none means nothing listens on the port. */
-  reply?: (index: number) => Reply;
+  reply?: (index: number, request: RequestLine) => Reply;
+  /** Discover the token endpoint from the server as the issuer first. */
+  issuer?: boolean;
+  /** The server speaks https (with tests/_tls.ts's certificate, which the client trusts). */
+  tls?: boolean;
   /** Extra attempts. */
   retries: number;
   /** Per-attempt timeout in milliseconds. */
@@ -94,6 +105,124 @@ function redirect(status: number): Fault {
         },
       }
       : {}),
+  };
+}
+
+/** What a compression bomb decodes to: 64 times the body size cap. */
+const BOMB_SIZE = 64 * 1024 * 1024;
+const ENCODINGS: readonly Encoding[] = ["gzip", "br", "deflate", "zstd"];
+/** The encodings Deno's fetch decodes (it asks for them with Accept-Encoding: gzip, br). */
+const DECODED = new Set<Encoding>(["gzip", "br"]);
+
+/** The body size cap, hit after decoding. */
+function capped(what: string, encoding: Encoding): string {
+  return `ResponseTooLargeError: ${what} sent a body of more than 1048576 bytes (Content-Encoding "${encoding}")`;
+}
+
+/** A compression bomb on each read path, in one encoding. */
+function bombs(encoding: Encoding): Fault[] {
+  const headers = { "content-type": "application/json", "content-encoding": encoding };
+  const decoded = DECODED.has(encoding);
+  const size = bomb(encoding, BOMB_SIZE).length;
+  const expected = decoded
+    ? "`ResponseTooLargeError` once 1 MiB is decoded, holding no more than that"
+    : "Deno's fetch does not decode it: the compressed bytes are described, never decoded";
+  const undecoded = (what: string) =>
+    `${what} (application/json, ${size} bytes, Content-Encoding "${encoding}")`;
+  return [
+    {
+      fault: `200 with a ${encoding} bomb (64 MiB of spaces) and its Content-Length`,
+      expected,
+      reply: () => send(200, headers, bomb(encoding, BOMB_SIZE)),
+      ...SHORT,
+      outcome: {
+        result: decoded
+          ? capped("Token endpoint", encoding)
+          : `InvalidResponseError: ${
+            undecoded("Token endpoint answered HTTP 200 with a body that is not UTF-8 text")
+          }`,
+        requests: 1,
+        waits: [],
+      },
+      ...(encoding === "gzip"
+        ? {
+          cli: {
+            retries: 0,
+            line: 'Token endpoint sent a body of more than 1048576 bytes (Content-Encoding "gzip")',
+          },
+        }
+        : {}),
+    },
+    {
+      fault: `200 with a ${encoding} bomb, chunked`,
+      expected,
+      reply: () => sendChunked(200, headers, bomb(encoding, BOMB_SIZE)),
+      ...SHORT,
+      outcome: {
+        result: decoded
+          ? capped("Token endpoint", encoding)
+          : `InvalidResponseError: ${
+            undecoded("Token endpoint answered HTTP 200 with a body that is not UTF-8 text")
+          }`,
+        requests: 1,
+        waits: [],
+      },
+    },
+    {
+      fault: `400 error body that is a ${encoding} bomb`,
+      expected,
+      reply: () => send(400, headers, bomb(encoding, BOMB_SIZE)),
+      ...SHORT,
+      outcome: {
+        result: decoded ? capped("Token endpoint", encoding) : `HttpStatusError: ${
+          undecoded(
+            "Token endpoint answered HTTP 400 Bad Request with a body that is not UTF-8 text",
+          )
+        }`,
+        requests: 1,
+        waits: [],
+      },
+    },
+    {
+      fault: `Issuer metadata that is a ${encoding} bomb`,
+      expected,
+      issuer: true,
+      reply: () => send(200, headers, bomb(encoding, BOMB_SIZE)),
+      ...SHORT,
+      outcome: {
+        result: decoded
+          ? capped("Issuer", encoding)
+          : 'DiscoveryError: Cannot discover the token endpoint of issuer "http://127.0.0.1:PORT" (http://127.0.0.1:PORT/.well-known/openid-configuration: HTTP 200 with a body that is not JSON; http://127.0.0.1:PORT/.well-known/oauth-authorization-server: HTTP 200 with a body that is not JSON): check the issuer URL or set token-endpoint instead',
+        requests: decoded ? 1 : 2,
+        waits: [],
+      },
+      ...(encoding === "br"
+        ? {
+          cli: {
+            retries: 0,
+            line: 'Issuer sent a body of more than 1048576 bytes (Content-Encoding "br")',
+          },
+        }
+        : {}),
+    },
+  ];
+}
+
+/** Text that tries to start log lines of its own: Buildkite's, and this tool's. */
+const FORGED =
+  "bad\n^^^ +++\r\n~~~ :key: fine\u0085--- x\u2028+++ y\u001b[2K\u009b1Gtoken-exchange: ok";
+
+/** Metadata for the issuer the fault server is, with `fields` on top. */
+function metadata(fields: (origin: string) => Record<string, unknown>): (
+  index: number,
+  request: RequestLine,
+) => Reply {
+  return (_index, request) => (socket) => {
+    if (request.method === "POST") return json(200, TOKEN_JSON)(socket, 0);
+    const address = socket.address() as { port: number };
+    const tls = "encrypted" in socket;
+    const issuer = `${tls ? "https" : "http"}://127.0.0.1:${address.port}`;
+    json(200, JSON.stringify(fields(issuer)))(socket, 0);
   };
 }
 
@@ -442,31 +571,31 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         ...SHORT,
         outcome: {
           result:
-            "InvalidResponseError: Token endpoint answered HTTP 200 with a body that is not UTF-8 text",
+            "InvalidResponseError: Token endpoint answered HTTP 200 with a body that is not UTF-8 text (application/json, 27 bytes)",
           requests: 1,
           waits: [],
         },
       },
       {
         fault: "200 with an empty body",
-        expected: "`InvalidResponseError`",
+        expected: "`InvalidResponseError` describing the body",
         reply: () => json(200, ""),
         ...SHORT,
         outcome: {
           result:
-            "InvalidResponseError: Token endpoint answered HTTP 200 with a body that is not JSON (application/json): the body is empty",
+            "InvalidResponseError: Token endpoint answered HTTP 200 with an empty body (application/json, 0 bytes)",
           requests: 1,
           waits: [],
         },
       },
       {
         fault: "201 with a token",
-        expected: "`InvalidResponseError` (a token response is HTTP 200)",
+        expected: "`InvalidResponseError` (a token response is HTTP 200), describing the body",
         reply: () => json(201, TOKEN_JSON),
         ...SHORT,
         outcome: {
           result:
-            "InvalidResponseError: Token endpoint answered HTTP 201, but a token response must be HTTP 200 (RFC 6749 §5.1)",
+            "InvalidResponseError: Token endpoint answered HTTP 201 (application/json, 151 bytes), but a token response must be HTTP 200 (RFC 6749 §5.1)",
           requests: 1,
           waits: [],
         },
@@ -582,6 +711,277 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
       },
     ],
   },
+  {
+    test:
+      "exchangeToken() and discovery hold a compression bomb to 1 MiB once decoded, on every read path and in every encoding",
+    faults: ENCODINGS.flatMap(bombs),
+  },
+  {
+    test:
+      "exchangeToken() flattens what it quotes from a server onto one line, so it cannot forge a log line",
+    faults: [
+      {
+        fault:
+          "400 OAuth error whose error, error_description and error_uri hold line breaks, `^^^ +++` and escape sequences",
+        expected: "`OAuthError` with each field on one line",
+        reply: () =>
+          json(
+            400,
+            JSON.stringify({ error: FORGED, error_description: FORGED, error_uri: FORGED }),
+          ),
+        ...SHORT,
+        outcome: {
+          result:
+            'OAuthError: Token endpoint refused the exchange: HTTP 400, error "bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok": "bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok" (see bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok)',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'Token endpoint refused the exchange: HTTP 400, error "bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok": "bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok" (see bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok)',
+        },
+      },
+      {
+        fault: "302 with a Location holding a C1 line break (NEL) and `^^^ +++`",
+        expected: "`RedirectError` naming the Location on one line",
+        reply: () => (socket) => {
+          socket.end(
+            Buffer.concat([
+              Buffer.from(head(302, { "content-length": 0, connection: "close" }).slice(0, -2)),
+              Buffer.from("location: /v2/token"),
+              Buffer.from([0x85]),
+              Buffer.from("^^^ +++ token-exchange: fine\r\n\r\n"),
+            ]),
+          );
+        },
+        ...SHORT,
+        outcome: {
+          result:
+            'RedirectError: Token endpoint redirected (HTTP 302) to "/v2/token ^^^ +++ token-exchange: fine"; the request was not resent: set the token endpoint to the final URL',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'Token endpoint redirected (HTTP 302) to "/v2/token ^^^ +++ token-exchange: fine"; the request was not resent: set the token endpoint to the final URL',
+        },
+      },
+      {
+        fault: "502 text page whose lines start with `^^^ +++`, `~~~` and `token-exchange:`",
+        expected: "`HttpStatusError` quoting the page on one line",
+        reply: () => send(502, { "content-type": "text/plain" }, FORGED),
+        ...SHORT,
+        outcome: {
+          result:
+            'HttpStatusError: Token endpoint answered HTTP 502 Bad Gateway (text/plain): "bad ^^^ +++ ~~~ :key: fine --- x +++ y [2K 1Gtoken-exchange: ok" (after 2 attempts)',
+          requests: 2,
+          waits: [375],
+        },
+      },
+      {
+        fault: "200 text page whose lines start with `^^^ +++`, `~~~` and `token-exchange:`",
+        expected: "`InvalidResponseError` describing the body, never quoting it",
+        reply: () => send(200, { "content-type": "text/plain" }, FORGED),
+        ...SHORT,
+        outcome: {
+          result:
+            "InvalidResponseError: Token endpoint answered HTTP 200 with a body that is not JSON (text/plain, 68 bytes)",
+          requests: 1,
+          waits: [],
+        },
+      },
+    ],
+  },
+  {
+    test:
+      "exchangeToken() takes only an access_token of printable ASCII (RFC 6749 Appendix A.12), at most 64 KiB, and never quotes a bad one",
+    faults: [
+      {
+        fault: "200 with an access_token holding a line break and `^^^ +++`",
+        expected: "`InvalidResponseError` naming the rule, not the token",
+        reply: () => json(200, JSON.stringify({ access_token: `${FAULT_TOKEN}\n^^^ +++` })),
+        ...SHORT,
+        outcome: {
+          result:
+            'InvalidResponseError: Token endpoint answered HTTP 200 with an "access_token" that has U+000A at character 25, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'Token endpoint answered HTTP 200 with an "access_token" that has U+000A at character 25, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+        },
+      },
+      {
+        fault: "200 with an access_token holding an escape sequence",
+        expected: "`InvalidResponseError` naming the rule, not the token",
+        reply: () => json(200, JSON.stringify({ access_token: `${FAULT_TOKEN}\u001b[2J` })),
+        ...SHORT,
+        outcome: {
+          result:
+            'InvalidResponseError: Token endpoint answered HTTP 200 with an "access_token" that has U+001B at character 25, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+          requests: 1,
+          waits: [],
+        },
+      },
+      {
+        fault: "200 with a non-ASCII access_token",
+        expected: "`InvalidResponseError` naming the rule, not the token",
+        reply: () => json(200, JSON.stringify({ access_token: `${FAULT_TOKEN}-\u00e9\u00e8` })),
+        ...SHORT,
+        outcome: {
+          result:
+            'InvalidResponseError: Token endpoint answered HTTP 200 with an "access_token" that has U+00E9 at character 26, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+          requests: 1,
+          waits: [],
+        },
+      },
+      {
+        fault: "200 with an access_token of 64 KiB + 1 characters",
+        expected: "`InvalidResponseError` naming the rule, not the token",
+        reply: () => json(200, JSON.stringify({ access_token: "a".repeat(64 * 1024 + 1) })),
+        ...SHORT,
+        outcome: {
+          result:
+            'InvalidResponseError: Token endpoint answered HTTP 200 with an "access_token" that is 65537 characters long, more than the 65536 allowed',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'Token endpoint answered HTTP 200 with an "access_token" that is 65537 characters long, more than the 65536 allowed',
+        },
+      },
+      {
+        fault: "200 with an empty access_token",
+        expected: "`InvalidResponseError`",
+        reply: () => json(200, JSON.stringify({ access_token: "", token_type: "Bearer" })),
+        ...SHORT,
+        outcome: {
+          result:
+            'InvalidResponseError: Token endpoint answered HTTP 200 with an empty "access_token"',
+          requests: 1,
+          waits: [],
+        },
+      },
+    ],
+  },
+  {
+    test:
+      "discovery refuses metadata that would send the token elsewhere: another issuer, another host, or http under https",
+    faults: [
+      {
+        fault: "Issuer metadata naming another issuer",
+        expected: "`DiscoveryError`; no token request",
+        issuer: true,
+        reply: metadata((origin) => ({
+          issuer: "https://evil.example.com",
+          token_endpoint: `${origin}/token`,
+        })),
+        ...SHORT,
+        outcome: {
+          result:
+            'DiscoveryError: Issuer metadata at http://127.0.0.1:PORT/.well-known/openid-configuration names issuer "https://evil.example.com", not "http://127.0.0.1:PORT": set the issuer to exactly what its tokens say, or set token-endpoint instead',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'Issuer metadata at http://127.0.0.1:PORT/.well-known/openid-configuration names issuer "https://evil.example.com", not "http://127.0.0.1:PORT": set the issuer to exactly what its tokens say, or set token-endpoint instead',
+        },
+      },
+      {
+        fault: "Issuer metadata without an issuer",
+        expected: "`DiscoveryError`; no token request",
+        issuer: true,
+        reply: metadata((origin) => ({ token_endpoint: `${origin}/token` })),
+        ...SHORT,
+        outcome: {
+          result:
+            'DiscoveryError: Issuer metadata at http://127.0.0.1:PORT/.well-known/openid-configuration has no "issuer" (RFC 8414 §3.3 requires it to match): set token-endpoint instead of issuer',
+          requests: 1,
+          waits: [],
+        },
+      },
+      {
+        fault: "Issuer metadata whose token_endpoint is on another host",
+        expected: "`DiscoveryError` saying to set token-endpoint; no token request",
+        issuer: true,
+        reply: metadata((origin) => ({
+          issuer: origin,
+          token_endpoint: "https://sts.example.com/token",
+        })),
+        ...SHORT,
+        outcome: {
+          result:
+            'DiscoveryError: The discovered token endpoint "https://sts.example.com/token" is not on the issuer\'s host "127.0.0.1:PORT", and this run may reach only that: set token-endpoint to it instead of issuer',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'The discovered token endpoint "https://sts.example.com/token" is not on the issuer\'s host "127.0.0.1:PORT", and this run may reach only that: set token-endpoint to it instead of issuer',
+        },
+      },
+      {
+        fault:
+          "Issuer metadata whose token_endpoint names the issuer's address otherwise (localhost)",
+        expected: "`DiscoveryError` saying to set token-endpoint: hosts are compared as named",
+        issuer: true,
+        reply: metadata((origin) => ({
+          issuer: origin,
+          token_endpoint: `${origin.replace("127.0.0.1", "localhost")}/token`,
+        })),
+        ...SHORT,
+        outcome: {
+          result:
+            'DiscoveryError: The discovered token endpoint "http://localhost:PORT/token" is not on the issuer\'s host "127.0.0.1:PORT", and this run may reach only that: set token-endpoint to it instead of issuer',
+          requests: 1,
+          waits: [],
+        },
+      },
+      {
+        fault: "https issuer metadata whose token_endpoint is plain http on the same host and port",
+        expected: "`DiscoveryError`: no downgrade to http; no token request",
+        issuer: true,
+        tls: true,
+        reply: metadata((origin) => ({
+          issuer: origin,
+          token_endpoint: `${origin.replace("https:", "http:")}/token`,
+        })),
+        ...SHORT,
+        outcome: {
+          result:
+            'DiscoveryError: The discovered token endpoint "http://127.0.0.1:PORT/token" is plain http under an https issuer: set token-endpoint to an https URL instead of issuer',
+          requests: 1,
+          waits: [],
+        },
+        cli: {
+          retries: 0,
+          line:
+            'The discovered token endpoint "http://127.0.0.1:PORT/token" is plain http under an https issuer: set token-endpoint to an https URL instead of issuer',
+        },
+      },
+      {
+        fault: "Issuer metadata with a token_endpoint on the issuer's host (control case)",
+        expected: "the token, from the discovered endpoint",
+        issuer: true,
+        reply: metadata((origin) => ({ issuer: origin, token_endpoint: `${origin}/token` })),
+        ...SHORT,
+        outcome: {
+          result: 'token "fault-suite-access-token", expires in 3600 s',
+          requests: 2,
+          waits: [],
+        },
+      },
+    ],
+  },
 ];
 
 /** Every fault, in order. */
@@ -589,7 +989,7 @@ export const FAULTS: readonly Fault[] = FAULT_GROUPS.flatMap((group) => group.fa
 
 /** Replaces what changes from run to run (the port) or OS to OS (errno) with a placeholder. */
 export function normalise(text: string): string {
-  return text.replace(/127\.0\.0\.1:\d+/g, "127.0.0.1:PORT").replace(/ \(os error \d+\)/g, "");
+  return text.replace(/(127\.0\.0\.1|localhost):\d+/g, "$1:PORT").replace(/ \(os error \d+\)/g, "");
 }
 
 /** One run of a fault: what it came to, how long it took, and the bound it must keep to. */
@@ -604,25 +1004,37 @@ export interface Run {
 
 /** Runs one fault through exchange(), with time and chance under the test's control. */
 export async function runFault(fault: Fault): Promise<Run> {
-  const server = fault.reply === undefined
-    ? undefined
-    : await startFaultServer((socket, index) => fault.reply!(index)(socket, index));
+  const server = fault.reply === undefined ? undefined : await startFaultServer(
+    (socket, index, request) => fault.reply!(index, request)(socket, index, request),
+    { tls: fault.tls },
+  );
+  // An https server's certificate is trusted through a client of Deno's fetch.
+  using client = fault.tls ? Deno.createHttpClient({ caCerts: [TEST_CERT] }) : undefined;
   const waits: number[] = [];
+  const http: HttpOptions & HttpInternals = {
+    retries: fault.retries,
+    timeout: fault.timeout,
+    sleep: (ms) => (waits.push(ms), Promise.resolve()),
+    random: () => 0.5,
+    now: () => NOW,
+    ...(client && {
+      fetch: (input, init) => fetch(input, { ...init, client }),
+      platformFetch: true,
+    }),
+  };
   const started = performance.now();
   let result: string;
   let error: unknown;
   try {
     const response = await exchange({
-      tokenEndpoint: server?.url ?? refusedUrl(),
+      tokenEndpoint: fault.issuer
+        ? await discover(server!.origin, http)
+        : server?.url ?? refusedUrl(),
       subjectToken: SUBJECT_TOKEN,
       clientId: "ci",
       clientSecret: CLIENT_SECRET,
       clientAuth: "post",
-      retries: fault.retries,
-      timeout: fault.timeout,
-      sleep: (ms) => (waits.push(ms), Promise.resolve()),
-      random: () => 0.5,
-      now: () => NOW,
+      ...http,
     });
     result = `token ${JSON.stringify(response.accessToken)}` +
       (response.expiresIn === undefined ? "" : `, expires in ${response.expiresIn} s`);
@@ -638,6 +1050,7 @@ export async function runFault(fault: Fault): Promise<Run> {
     observation: { result, requests: server?.requests.length ?? 0, waits },
     error,
     elapsedMs: performance.now() - started,
-    boundMs: (fault.retries + 1) * fault.timeout,
+    // Discovery may take two metadata requests before the token request.
+    boundMs: (fault.issuer ? 3 : 1) * (fault.retries + 1) * fault.timeout,
   };
 }

@@ -2,9 +2,18 @@
 // stand-in buildkite-agent on PATH. Every run is checked for leaked secrets by runCli().
 
 import assert from "node:assert/strict";
-import { runCli } from "./_cli.ts";
+import { baseEnv, CLI, type CliResult, runCli } from "./_cli.ts";
+import { bomb, json, type Reply, send, sendChunked, startFaultServer } from "./_fault_server.ts";
+import { startProxy } from "./_proxy.ts";
+import { certFile } from "./_tls.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
-import { BUILDKITE_CLAIMS, CLIENT_SECRET, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
+import {
+  BUILDKITE_CLAIMS,
+  CLIENT_SECRET,
+  fakeJwt,
+  ISSUED_TOKEN,
+  SUBJECT_TOKEN,
+} from "./_tokens.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
@@ -310,7 +319,7 @@ Deno.test("cli.ts fails clearly on responses that carry no usable token", async 
     [
       "HTML with 200",
       () => new Response("<html>Sign in</html>", { headers: { "content-type": "text/html" } }),
-      'Token endpoint answered HTTP 200 with a body that is not JSON (text/html): "<html>Sign in</html>"',
+      "Token endpoint answered HTTP 200 with a body that is not JSON (text/html, 20 bytes)",
     ],
     [
       "no access_token",
@@ -477,19 +486,19 @@ Deno.test("cli.ts exits 2 on every usage or configuration error, before any agen
       "a plain-http endpoint from the plugin",
       [],
       { [`${P}TOKEN_ENDPOINT`]: "http://10.0.0.1/token" },
-      'Token endpoint (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT) "http://10.0.0.1/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+      'Token endpoint (token-endpoint) "http://10.0.0.1/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
     ],
     [
       "both endpoint and issuer",
       ["--token-endpoint", url],
       { [`${P}ISSUER`]: "https://issuer.example.com" },
-      "Both a token endpoint (--token-endpoint) and an issuer (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_ISSUER) are set: set only one",
+      "Both a token endpoint (--token-endpoint) and an issuer (issuer) are set: set only one",
     ],
     [
       "conflicting audiences",
       ["--token-endpoint", url],
       { [`${P}AUDIENCE`]: "a", [`${P}BUILDKITE_AUDIENCE`]: "b" },
-      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AUDIENCE is "a" but BUILDKITE_PLUGIN_TOKEN_EXCHANGE_BUILDKITE_AUDIENCE is "b": set only one of audience and buildkite-audience',
+      'audience is "a" but buildkite-audience is "b": set only one of them',
     ],
     [
       "a zero timeout",
@@ -501,7 +510,7 @@ Deno.test("cli.ts exits 2 on every usage or configuration error, before any agen
       "a word for retries",
       ["--token-endpoint", url],
       { [`${P}RETRIES`]: "many" },
-      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_RETRIES is "many": use a whole number from 0 to 100',
+      'retries is "many": use a whole number from 0 to 100',
     ],
     [
       "a negative lifetime",
@@ -525,7 +534,7 @@ Deno.test("cli.ts exits 2 on every usage or configuration error, before any agen
       "a non-boolean debug",
       ["--token-endpoint", url],
       { [`${P}DEBUG`]: "yes" },
-      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_DEBUG is "yes": use true or false',
+      'debug is "yes": use true or false',
     ],
     [
       "an unset client secret variable",
@@ -537,11 +546,11 @@ Deno.test("cli.ts exits 2 on every usage or configuration error, before any agen
       "a bad client secret variable name",
       ["--token-endpoint", url, "--client-secret-env", "my-secret"],
       {},
-      '--client-secret-env is "my-secret", not an environment variable name: use a name such as MY_TOKEN',
+      "--client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself",
     ],
     ["a client secret without a client ID", ["--token-endpoint", url, "--client-secret-env", "S"], {
       S: "x",
-    }, "A client secret (S) needs a client ID: set --client-id"],
+    }, "A client secret (--client-secret-env) needs a client ID: set --client-id"],
     [
       "an extra parameter without a value",
       ["--token-endpoint", url, "--extra-param", "connector_id"],
@@ -904,4 +913,530 @@ Deno.test("cli.ts sends --extra-param and the plugin's extra-params after the RF
     [["connector_id", "buildkite"], ["note", "a=b"]],
     [["connector_id", "github"]],
   ]);
+});
+
+// Security: what a hostile endpoint, a proxy from the environment or a mistaken pipeline.yml can
+// make the command do (issue 9).
+
+Deno.test("cli.ts reaches a loopback endpoint directly, whatever proxy the environment names", async (t) => {
+  await using proxy = await startProxy();
+  await using plain = startTokenEndpoint(issued);
+  await using tls = await startFaultServer(
+    (socket) => json(200, JSON.stringify({ access_token: ISSUED_TOKEN }))(socket, 0),
+    { tls: true },
+  );
+  await using cert = await certFile();
+  const port = new URL(tls.origin).port;
+  const cases: [string, string, string[]][] = [
+    ["HTTP_PROXY", plain.url, []],
+    ["http_proxy", plain.url.replace("127.0.0.1", "localhost"), []],
+    ["ALL_PROXY", plain.url, []],
+    ["all_proxy", plain.url, []],
+    ["HTTPS_PROXY", `https://127.0.0.1:${port}/token`, [`--cert=${cert.path}`]],
+    ["https_proxy", `https://localhost:${port}/token`, [`--cert=${cert.path}`]],
+    ["ALL_PROXY", `https://127.0.0.1:${port}/token`, [`--cert=${cert.path}`]],
+  ];
+  for (const [variable, endpoint, extra] of cases) {
+    await t.step(`${variable}, ${endpoint.replace(/:\d+/, ":PORT")}`, async () => {
+      const result = await runCli(["--token-endpoint", endpoint, "--retries", "0"], {
+        env: { [variable]: proxy.url, NO_PROXY: "example.com,10.0.0.0/8" },
+        permissions: [
+          "--allow-net=127.0.0.1,localhost",
+          "--allow-env",
+          "--allow-run=buildkite-agent",
+          ...extra,
+        ],
+      });
+      assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+        code: 0,
+        stdout: `${ISSUED_TOKEN}\n`,
+        stderr: "",
+      });
+      assert.deepEqual(proxy.lines(), [], "the proxy was contacted");
+    });
+  }
+  assert.equal(plain.requests.length, 4);
+  assert.equal(tls.requests.length, 3);
+});
+
+Deno.test("cli.ts sends a request for another host through HTTPS_PROXY (a CONNECT, the token inside TLS), unless NO_PROXY names it", async (t) => {
+  await using proxy = await startProxy();
+  const args = [
+    "--token-endpoint",
+    "https://sts.invalid/token",
+    "--retries",
+    "0",
+    "--timeout",
+    "5",
+  ];
+  const permissions = ["--allow-net=127.0.0.1,sts.invalid", "--allow-env", "--allow-run"];
+  await t.step("HTTPS_PROXY", async () => {
+    const result = await runCli(args, { env: { HTTPS_PROXY: proxy.url }, permissions });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr.split("\n")[0]!,
+      /^token-exchange: Cannot reach token endpoint "https:\/\/sts.invalid\/token": .*tunnel/,
+    );
+    assert.deepEqual(proxy.lines(), ["CONNECT sts.invalid:443 HTTP/1.1"]);
+    assert.ok(!proxy.received.join("").includes(SUBJECT_TOKEN), "the proxy saw the token");
+  });
+  await t.step("HTTPS_PROXY with NO_PROXY=sts.invalid", async () => {
+    const result = await runCli(args, {
+      env: { HTTPS_PROXY: proxy.url, NO_PROXY: "sts.invalid" },
+      permissions,
+    });
+    assert.equal(result.code, 1, result.stderr);
+    assert.doesNotMatch(result.stderr, /tunnel/);
+    assert.equal(proxy.lines().length, 1, "the proxy was contacted again");
+  });
+});
+
+/** The peak RSS of a command in KiB, from GNU time where there is one, or else from /proc. */
+async function peakRss(command: string[], env: Record<string, string>): Promise<number> {
+  const time = "/usr/bin/time";
+  const hasTime = await Deno.stat(time).then(() => true, () => false);
+  const report = await Deno.makeTempFile({ prefix: "peak-rss-" });
+  try {
+    const child = new Deno.Command(hasTime ? time : command[0]!, {
+      args: hasTime ? ["-f", "%M", "-o", report, ...command] : command.slice(1),
+      clearEnv: true,
+      env,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let polled = 0;
+    if (!hasTime) {
+      // VmHWM is the high-water mark: the last reading before the process ends is its peak, or
+      // close to it.
+      const status = `/proc/${child.pid}/status`;
+      const timer = setInterval(async () => {
+        const text = await Deno.readTextFile(status).catch(() => "");
+        const match = /^VmHWM:\s+(\d+) kB/m.exec(text);
+        if (match) polled = Math.max(polled, Number(match[1]));
+      }, 2);
+      await child.status;
+      clearInterval(timer);
+    }
+    const output = await child.output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, stderr);
+    assert.match(stderr, /sent a body of more than 1048576 bytes \(Content-Encoding "(gzip|br)"\)/);
+    return hasTime ? Number((await Deno.readTextFile(report)).trim().split("\n").at(-1)) : polled;
+  } finally {
+    await Deno.remove(report);
+  }
+}
+
+Deno.test("cli.ts stays under 100 MiB of memory against a compression bomb on every read path", async (t) => {
+  const GiB = 1024 * 1024 * 1024;
+  const cases: [string, string, () => Reply][] = [
+    [
+      "gzip, 1 GiB, with Content-Length",
+      "token-endpoint",
+      () =>
+        send(
+          200,
+          { "content-type": "application/json", "content-encoding": "gzip" },
+          bomb("gzip", GiB),
+        ),
+    ],
+    [
+      "gzip, 1 GiB, chunked",
+      "token-endpoint",
+      () =>
+        sendChunked(
+          200,
+          { "content-type": "application/json", "content-encoding": "gzip" },
+          bomb("gzip", GiB),
+        ),
+    ],
+    [
+      "br, 256 MiB, as an error body",
+      "token-endpoint",
+      () =>
+        send(
+          400,
+          { "content-type": "application/json", "content-encoding": "br" },
+          bomb("br", GiB / 4),
+        ),
+    ],
+    [
+      "gzip, 1 GiB, as issuer metadata",
+      "issuer",
+      () =>
+        send(
+          200,
+          { "content-type": "application/json", "content-encoding": "gzip" },
+          bomb("gzip", GiB),
+        ),
+    ],
+  ];
+  for (const [name, option, reply] of cases) {
+    await t.step(name, async () => {
+      await using server = await startFaultServer((socket) => reply()(socket, 0));
+      const kib = await peakRss([
+        Deno.execPath(),
+        "run",
+        "--no-prompt",
+        "--allow-net=127.0.0.1",
+        "--allow-env",
+        CLI,
+        `--${option}`,
+        option === "issuer" ? server.origin : server.url,
+        "--subject-token-env",
+        "SUBJECT",
+        "--retries",
+        "0",
+      ], { ...baseEnv(), SUBJECT: SUBJECT_TOKEN });
+      assert.ok(kib > 0, "no reading");
+      assert.ok(kib < 100 * 1024, `peak RSS ${Math.round(kib / 1024)} MiB`);
+    });
+  }
+});
+
+Deno.test("cli.ts exits 2 on a token endpoint or issuer that would not make one clean --allow-net host, naming the option", async (t) => {
+  const cases: [string, string, string][] = [
+    [
+      "a comma in the host",
+      "https://sts.example.com,evil.example.com/token",
+      '"https://sts.example.com,evil.example.com/token" has a comma in its host "sts.example.com,evil.example.com": a host is one DNS name or IP address',
+    ],
+    [
+      "a space",
+      "https://sts.example.com /token",
+      '"https://sts.example.com /token" has a space, line break or control character in it: write the URL without them',
+    ],
+    [
+      "a line break",
+      "https://sts.example.com\n.evil.example.com/token",
+      '"https://sts.example.com .evil.example.com/token" has a space, line break or control character in it: write the URL without them',
+    ],
+    [
+      "port 0",
+      "https://sts.example.com:0/token",
+      '"https://sts.example.com:0/token" has port "0": use a port from 1 to 65535',
+    ],
+    [
+      "port 65536",
+      "https://sts.example.com:65536/token",
+      '"https://sts.example.com:65536/token" has port "65536": use a port from 1 to 65535',
+    ],
+    [
+      "an empty port",
+      "https://sts.example.com:/token",
+      '"https://sts.example.com:/token" has port "": use a port from 1 to 65535',
+    ],
+    [
+      "a user name and password",
+      "https://user:pw@sts.example.com/token",
+      "must not contain a user name or password (user@host): use client-id and client-secret-env instead",
+    ],
+    [
+      "a backslash before an @",
+      "https://evil.example.com\\@sts.example.com/token",
+      "must not contain a user name or password (user@host): use client-id and client-secret-env instead",
+    ],
+    [
+      "a host that is not a DNS name",
+      "https://sts_example!.com/token",
+      '"https://sts_example!.com/token" has an invalid host "sts_example!.com": use a DNS name (letters, digits and hyphens; xn-- for an international name) or an IP address',
+    ],
+    [
+      "an international name not in xn-- form",
+      "https://bücher.example/token",
+      '"https://bücher.example/token" has an invalid host "bücher.example": use a DNS name (letters, digits and hyphens; xn-- for an international name) or an IP address',
+    ],
+    [
+      "a shorthand IPv4 address",
+      "http://127.1:8080/token",
+      '"http://127.1:8080/token" has host "127.1", which means "127.0.0.1": write "127.0.0.1" instead',
+    ],
+    [
+      "no slashes after the scheme",
+      "https:sts.example.com/token",
+      '"https:sts.example.com/token" must start with "https://"',
+    ],
+  ];
+  for (const [name, value, message] of cases) {
+    await t.step(name, async () => {
+      for (
+        const [args, env, option] of [
+          [["--token-endpoint", value], {}, "Token endpoint (--token-endpoint)"],
+          [[], { [`${P}TOKEN_ENDPOINT`]: value }, "Token endpoint (token-endpoint)"],
+          [["--issuer", value], {}, "Issuer (--issuer)"],
+          [[], { [`${P}ISSUER`]: value }, "Issuer (issuer)"],
+        ] as [string[], Record<string, string>, string][]
+      ) {
+        const result = await runCli(args, { env });
+        assert.deepEqual(
+          {
+            code: result.code,
+            stdout: result.stdout,
+            stderr: result.stderr,
+            agentCalls: result.agentCalls,
+          },
+          { code: 2, stdout: "", stderr: `token-exchange: ${option} ${message}\n`, agentCalls: [] },
+        );
+      }
+    });
+  }
+  await t.step("a DNS name, an IPv6 literal and an explicit port are fine", async () => {
+    await using server = startTokenEndpoint(issued);
+    const permissions = ["--allow-net=127.0.0.1,localhost", "--allow-env", "--allow-run"];
+    const result = await runCli(
+      ["--token-endpoint", server.url.replace("127.0.0.1", "localhost")],
+      { permissions },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    // Past the configuration checks, to a port where nothing listens.
+    const v6 = await runCli(["--token-endpoint", "http://[::1]:1/token", "--retries", "0"]);
+    assert.equal(v6.code, 1);
+    assert.match(
+      v6.stderr,
+      /^token-exchange: Cannot reach token endpoint "http:\/\/\[::1\]:1\/token"/,
+    );
+  });
+});
+
+Deno.test("cli.ts never prints a client-secret-env or subject-token-env value that may be the secret itself", async (t) => {
+  const SECRET_LIKE = "s3cr3t.Value/with+base64==";
+  const NAME_LIKE = "AbCdEf0123456789xyzSecret";
+  const cases: [string, string[], Record<string, string>, string, number][] = [
+    [
+      "--client-secret-env with a secret",
+      ["--client-id", "ci", "--client-secret-env", SECRET_LIKE],
+      {},
+      "--client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself",
+      2,
+    ],
+    [
+      "client-secret-env with a secret",
+      ["--client-id", "ci"],
+      { [`${P}CLIENT_SECRET_ENV`]: SECRET_LIKE },
+      "client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself",
+      2,
+    ],
+    [
+      "client-secret-env with a secret that could be a name",
+      ["--client-id", "ci"],
+      { [`${P}CLIENT_SECRET_ENV`]: NAME_LIKE },
+      "Client secret variable (its name not shown) (client-secret-env) is unset or empty: set it, for example from your secrets manager",
+      2,
+    ],
+    [
+      "--subject-token-env with a token",
+      ["--subject-token-env", SUBJECT_TOKEN],
+      {},
+      "--subject-token-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the token, such as MY_TOKEN, not to the token itself",
+      2,
+    ],
+  ];
+  await using server = startTokenEndpoint(issued);
+  for (const [name, args, env, message, code] of cases) {
+    await t.step(name, async () => {
+      const result = await runCli(["--token-endpoint", server.url, ...args], {
+        env,
+        secrets: () => ({ hidden: [SECRET_LIKE, NAME_LIKE] }),
+      });
+      assert.deepEqual({ code: result.code, stderr: result.stderr }, {
+        code,
+        stderr: `token-exchange: ${message}\n`,
+      });
+    });
+  }
+  assert.equal(server.requests.length, 0);
+});
+
+Deno.test("cli.ts refuses an issued token that is not printable ASCII or is over 64 KiB, saying which rule, never the token", async (t) => {
+  const cases: [string, Record<string, unknown>, string[], string][] = [
+    [
+      "a line break in access_token",
+      { access_token: "tok\n^^^ +++" },
+      [],
+      'Token endpoint answered HTTP 200 with an "access_token" that has U+000A at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+    [
+      "an access_token over 64 KiB",
+      { access_token: "a".repeat(65537) },
+      [],
+      'Token endpoint answered HTTP 200 with an "access_token" that is 65537 characters long, more than the 65536 allowed',
+    ],
+    [
+      "a refresh_token with an escape sequence, printed by --format json",
+      { access_token: ISSUED_TOKEN, refresh_token: "rt\u001b[2J" },
+      ["--format", "json"],
+      'Token endpoint answered HTTP 200 with a "refresh_token" that has U+001B at character 3, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
+    ],
+  ];
+  for (const [name, fields, args, message] of cases) {
+    await t.step(name, async () => {
+      await using server = startTokenEndpoint(() => Response.json(fields));
+      const result = await runCli(["--token-endpoint", server.url, ...args], {
+        secrets: () => ({ hidden: ["tok\n^^^ +++", "a".repeat(65537), "rt\u001b[2J"] }),
+      });
+      assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+        code: 1,
+        stdout: "",
+        stderr: `token-exchange: ${message}\n${CLAIMS_LINE}\n`,
+      });
+    });
+  }
+  await t.step("the same refresh_token when only the access token is printed", async () => {
+    await using server = startTokenEndpoint(() =>
+      Response.json({ access_token: ISSUED_TOKEN, refresh_token: "rt\u001b[2J" })
+    );
+    const result = await runCli(["--token-endpoint", server.url]);
+    assert.deepEqual({ code: result.code, stdout: result.stdout }, {
+      code: 0,
+      stdout: `${ISSUED_TOKEN}\n`,
+    });
+  });
+});
+
+Deno.test("cli.ts --format json escapes DEL, C1 controls and line separators in the fields it prints", async () => {
+  const hostile = "a\u007f\u0085\u009b\u2028\u2029\n^^^ +++";
+  await using server = startTokenEndpoint(() =>
+    Response.json({
+      access_token: ISSUED_TOKEN,
+      token_type: hostile,
+      issued_token_type: hostile,
+      scope: hostile,
+    })
+  );
+  const result = await runCli(["--token-endpoint", server.url, "--format", "json"]);
+  assert.equal(result.code, 0, result.stderr);
+  const escaped = "a\\u007f\\u0085\\u009b\\u2028\\u2029\\n^^^ +++";
+  assert.equal(
+    result.stdout,
+    `{"access_token":"${ISSUED_TOKEN}","issued_token_type":"${escaped}","token_type":"${escaped}","scope":"${escaped}"}\n`,
+  );
+  assert.deepEqual(JSON.parse(result.stdout).scope, hostile);
+});
+
+/** Every line on stderr: each must be the command's own, on one line, without a control character. */
+function assertOwnLines(stderr: string): string[] {
+  const lines = stderr.replace(/\n$/, "").split("\n");
+  for (const line of lines) {
+    assert.match(
+      line,
+      /^token-exchange: /,
+      `a line the command did not write: ${JSON.stringify(line)}`,
+    );
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f\u2028\u2029]/, JSON.stringify(line));
+  }
+  return lines;
+}
+
+const FORGED = "x\n^^^ +++\r~~~ :key: y\u0085--- z\u2028+++ w\u001b[2K\u009b1Gtoken-exchange: ok";
+
+Deno.test("cli.ts --debug prints what the server sent (scope, token_type, issued_token_type, the token's claims) on its own lines only", async () => {
+  const hostileToken = fakeJwt({ sub: FORGED, aud: FORGED }, "SG9TVElMRS1TSUdOQVRVUkUtU0VDUkVU");
+  await using server = startTokenEndpoint(() =>
+    Response.json({
+      access_token: hostileToken,
+      token_type: FORGED,
+      issued_token_type: FORGED,
+      scope: FORGED,
+      expires_in: `\n3600`,
+    })
+  );
+  const result = await runCli(["--token-endpoint", server.url, "--debug"], {
+    secrets: () => ({ issued: [hostileToken] }),
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const lines = assertOwnLines(result.stderr);
+  const flat = "x ^^^ +++ ~~~ :key: y --- z +++ w [2K 1Gtoken-exchange: ok";
+  assert.ok(
+    lines.includes(
+      `token-exchange: debug: Response: issued_token_type=${flat} token_type=${flat} expires_in=3600 scope=${flat}`,
+    ),
+    result.stderr,
+  );
+  assert.ok(lines.some((line) => line.startsWith("token-exchange: debug: Issued token: header")));
+  assert.ok(
+    lines.includes(
+      `token-exchange: debug: The response's "expires_in" is the string "3600", not a number; read it as 3600`,
+    ),
+    result.stderr,
+  );
+});
+
+Deno.test("cli.ts shows an error from outside (OAuth fields, Location, agent stderr, discovered URLs, claims) on its own lines only, with and without --debug", async (t) => {
+  const runs: [string, () => Promise<CliResult>][] = [
+    ["OAuth error fields", async () => {
+      await using server = startTokenEndpoint(() =>
+        oauthError(400, { error: FORGED, error_description: FORGED, error_uri: FORGED })
+      );
+      return await runCli(["--token-endpoint", server.url]);
+    }],
+    ["a Location header", async () => {
+      await using server = await startFaultServer((socket) => {
+        socket.end(
+          `HTTP/1.1 307 Temporary Redirect\r\ncontent-length: 0\r\nlocation: /x\u0085^^^ +++\r\nconnection: close\r\n\r\n`,
+          "latin1",
+        );
+      });
+      return await runCli(["--token-endpoint", server.url]);
+    }],
+    ["the agent's stderr", () =>
+      runCli(["--token-endpoint", "https://sts.example.com/token"], {
+        env: { STANDIN_OIDC_FAIL: FORGED },
+      })],
+    ["a discovered token endpoint and issuer", async () => {
+      await using server = startTokenEndpoint(() =>
+        Response.json({
+          issuer: `${server.origin}\n^^^ +++`,
+          token_endpoint: `${server.url}\u0085~~~`,
+        })
+      );
+      return await runCli(["--issuer", server.origin]);
+    }],
+    ["the subject token's claims", async () => {
+      await using server = startTokenEndpoint(() => oauthError(400, { error: "invalid_grant" }));
+      return await runCli(["--token-endpoint", server.url], {
+        env: { STANDIN_TOKEN: fakeJwt({ iss: FORGED, sub: FORGED, aud: FORGED }) },
+      });
+    }],
+  ];
+  for (const [name, run] of runs) {
+    await t.step(name, async () => {
+      const result = await run();
+      assert.equal(result.code, 1, result.stderr);
+      const lines = assertOwnLines(result.stderr);
+      assert.ok(lines.length >= 1 && lines.length <= 2, result.stderr);
+    });
+  }
+  await t.step("with --debug, the stack trace too", async () => {
+    await using server = startTokenEndpoint(() =>
+      oauthError(400, { error: FORGED, error_description: FORGED })
+    );
+    const result = await runCli(["--token-endpoint", server.url, "--debug"]);
+    assert.equal(result.code, 1);
+    const lines = assertOwnLines(result.stderr);
+    assert.ok(lines.some((line) => /^token-exchange: debug: at /.test(line)), result.stderr);
+  });
+});
+
+Deno.test("cli.ts refuses a discovered token endpoint on another host even with unrestricted --allow-net, as the compiled binary runs", async () => {
+  await using elsewhere = startTokenEndpoint(issued);
+  await using issuer = startTokenEndpoint(() =>
+    Response.json({
+      issuer: issuer.origin,
+      token_endpoint: elsewhere.url.replace("127.0.0.1", "localhost"),
+    })
+  );
+  const result = await runCli(["--issuer", issuer.origin], {
+    permissions: ["--allow-net", "--allow-env", "--allow-run=buildkite-agent"],
+  });
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    `token-exchange: The discovered token endpoint "${
+      elsewhere.url.replace("127.0.0.1", "localhost")
+    }" is not on the issuer's host "${
+      new URL(issuer.origin).host
+    }", and this run may reach only that: set token-endpoint to it instead of issuer`,
+  );
+  assert.equal(elsewhere.requests.length, 0);
 });

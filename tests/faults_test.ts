@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { TokenExchangeError } from "../_errors.ts";
 import { runCli } from "./_cli.ts";
 import { refusedUrl, startFaultServer } from "./_fault_server.ts";
+import { certFile } from "./_tls.ts";
 import { FAULT_GROUPS, FAULTS, normalise, type Observation, runFault } from "./_faults.ts";
 import { readTable, RELIABILITY_DOC, row } from "./_reliability.ts";
 import { assertNoSecrets, BUILDKITE_CLAIMS, CLIENT_SECRET } from "./_tokens.ts";
@@ -31,7 +32,12 @@ for (const group of FAULT_GROUPS) {
         );
         if (run.error !== undefined) {
           assert.ok(run.error instanceof TokenExchangeError, String(run.error));
-          assert.doesNotMatch(run.error.message, /\n/, "a message of more than one line");
+          assert.doesNotMatch(
+            run.error.message,
+            // deno-lint-ignore no-control-regex
+            /[\x00-\x1f\x7f-\x9f\u2028\u2029]/,
+            "a message of more than one line, or with a control character",
+          );
           assertNoSecrets(run.error.message, `the error for "${fault.fault}"`);
         }
       });
@@ -48,13 +54,17 @@ for (const debug of [false, true]) {
       if (fault.cli === undefined) continue;
       const { retries, line } = fault.cli;
       await t.step(fault.fault, async () => {
-        await using server = fault.reply === undefined
-          ? undefined
-          : await startFaultServer((socket, index) => fault.reply!(index)(socket, index));
+        await using server = fault.reply === undefined ? undefined : await startFaultServer(
+          (socket, index, request) => fault.reply!(index, request)(socket, index, request),
+          { tls: fault.tls },
+        );
+        // An https server's certificate is trusted with deno run --cert.
+        await using cert = fault.tls ? await certFile() : undefined;
         const started = performance.now();
         const result = await runCli([
-          "--token-endpoint",
-          server?.url ?? refusedUrl(),
+          ...(fault.issuer
+            ? ["--issuer", server!.origin]
+            : ["--token-endpoint", server?.url ?? refusedUrl()]),
           "--client-id",
           "ci",
           "--client-secret-env",
@@ -66,7 +76,17 @@ for (const debug of [false, true]) {
           "--retries",
           String(retries),
           ...(debug ? ["--debug"] : []),
-        ], { env: { STS_SECRET: CLIENT_SECRET } });
+        ], {
+          env: { STS_SECRET: CLIENT_SECRET },
+          ...(cert && {
+            permissions: [
+              "--allow-net=127.0.0.1",
+              "--allow-env",
+              "--allow-run=buildkite-agent",
+              `--cert=${cert.path}`,
+            ],
+          }),
+        });
         const elapsed = performance.now() - started;
         const lines = normalise(result.stderr).split("\n");
         const errors = lines.filter((l) =>
@@ -77,13 +97,22 @@ for (const debug of [false, true]) {
           stdout: "",
           errors: [`token-exchange: ${line}`, CLAIMS_LINE],
         });
+        // Every line is the command's own, whatever the server sent.
+        assert.deepEqual(
+          lines.filter((l) => l !== "" && !l.startsWith("token-exchange: ")),
+          [],
+          result.stderr,
+        );
         if (debug) {
-          assert.ok(lines.some((l) => l.startsWith("token-exchange: debug: POST ")), result.stderr);
+          assert.ok(
+            lines.some((l) => /^token-exchange: debug: (POST|GET) /.test(l)),
+            result.stderr,
+          );
         } else {
           assert.deepEqual(lines, [...errors, ""], "only the error and the claims line");
         }
-        // The backoff before a retry is at most 0.5 s.
-        const bound = (retries + 1) * fault.timeout + retries * 500;
+        // The backoff before a retry is at most 0.5 s; discovery adds up to two requests.
+        const bound = (fault.issuer ? 3 : 1) * ((retries + 1) * fault.timeout + retries * 500);
         assert.ok(elapsed <= bound + CLI_SLACK_MS, `took ${Math.round(elapsed)} ms`);
       });
     }

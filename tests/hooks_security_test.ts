@@ -6,6 +6,9 @@
 import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { JOB_ID, listTree, PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { json, startFaultServer } from "./_fault_server.ts";
+import { startProxy } from "./_proxy.ts";
+import { certFile } from "./_tls.ts";
 import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import { ISSUED_TOKEN } from "./_tokens.ts";
 
@@ -263,7 +266,7 @@ Deno.test("pipeline.yml mistakes are exit 2 naming the option, before the agent 
         "client-id": "ci",
         "client-secret-env": "xK9#mQ2$vL7!pasted-secret",
       },
-      "client-secret-env is not an environment variable name: set it to the NAME of the variable that holds the secret (such as STS_CLIENT_SECRET), never the secret itself",
+      "client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself",
       "pasted-secret",
     ],
     [
@@ -350,4 +353,32 @@ Deno.test("the hooks know exactly the options plugin.yml declares, and which of 
       upper(name)
     ).sort(),
   );
+});
+
+Deno.test("the hook reaches a loopback endpoint directly, whatever proxy the job's environment names", async (t) => {
+  await using proxy = await startProxy();
+  await using plain = startTokenEndpoint(issued);
+  await using tls = await startFaultServer(
+    (socket) => json(200, JSON.stringify({ access_token: ISSUED_TOKEN }))(socket, 0),
+    { tls: true },
+  );
+  await using cert = await certFile();
+  const cases: [string, string][] = [
+    ["HTTP_PROXY", plain.url],
+    ["ALL_PROXY", plain.url],
+    ["HTTPS_PROXY", `https://127.0.0.1:${new URL(tls.origin).port}/token`],
+    ["https_proxy", `https://localhost:${new URL(tls.origin).port}/token`],
+  ];
+  for (const [variable, endpoint] of cases) {
+    await t.step(variable, async () => {
+      const result = await runHooks(["environment"], {
+        options: { "token-endpoint": endpoint, retries: "0" },
+        // DENO_CERT: trust the test server's certificate, as an agent with a private CA would.
+        env: { [variable]: proxy.url, NO_PROXY: "example.com", DENO_CERT: cert.path },
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+      assert.deepEqual(proxy.lines(), [], "the proxy was contacted");
+    });
+  }
 });

@@ -210,17 +210,17 @@ Deno.test("hooks/environment fails on a bad configuration before asking the agen
     [
       "a plain-http endpoint",
       { "token-endpoint": "http://sts.example.com/token" },
-      'Token endpoint (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT) "http://sts.example.com/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+      'Token endpoint (token-endpoint) "http://sts.example.com/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
     ],
     [
       "conflicting audiences",
       { "token-endpoint": server.url, audience: "a", "buildkite-audience": "b" },
-      'BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AUDIENCE is "a" but BUILDKITE_PLUGIN_TOKEN_EXCHANGE_BUILDKITE_AUDIENCE is "b": set only one of audience and buildkite-audience',
+      'audience is "a" but buildkite-audience is "b": set only one of them',
     ],
     [
       "an unset client secret",
       { "token-endpoint": server.url, "client-id": "ci", "client-secret-env": "MISSING" },
-      'Client secret variable "MISSING" (BUILDKITE_PLUGIN_TOKEN_EXCHANGE_CLIENT_SECRET_ENV) is unset or empty: set it, for example from your secrets manager',
+      'Client secret variable "MISSING" (client-secret-env) is unset or empty: set it, for example from your secrets manager',
     ],
   ];
   for (const [name, options, message] of cases) {

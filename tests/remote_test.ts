@@ -20,6 +20,7 @@ const CONTENT_TYPES: Record<string, string> = {
 const CLI_MODULES = [
   "_cli_options.ts",
   "_constants.ts",
+  "_direct_fetch.ts",
   "_discovery.ts",
   "_errors.ts",
   "_exchange.ts",

@@ -60,7 +60,7 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
       "--no-prompt",
       `--allow-net=${new URL(server.url).host}`,
       "--allow-run=buildkite-agent",
-      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,STS_SECRET",
+      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,NO_PROXY,no_proxy,STS_SECRET",
       `${PLUGIN_DIR}/cli.ts`,
       "--",
       "SSLKEYLOGFILE=unset",
