@@ -25,7 +25,14 @@ export class UsageError extends Error {
 
 /** Where the subject token comes from. */
 export type SubjectTokenSource =
-  | { kind: "buildkite"; audience: string; lifetime: number | undefined; claims: string[] }
+  | {
+    kind: "buildkite";
+    audience: string;
+    lifetime: number | undefined;
+    claims: string[];
+    /** The hooks ran the agent: its output is on stdin (see readAgentOutput). */
+    stdin?: boolean;
+  }
   | { kind: "github-actions"; audience: string | undefined }
   | { kind: "gitlab"; variable: string }
   | { kind: "env"; variable: string }
@@ -36,7 +43,8 @@ export interface CliConfig {
   help: boolean;
   version: boolean;
   debug: boolean;
-  format: "token" | "json";
+  /** `hook`: the plugin's hooks' format (token and expires_in lines on stdout, errors too). */
+  format: "token" | "json" | "hook";
   tokenEndpoint: URL | undefined;
   issuer: URL | undefined;
   source: SubjectTokenSource;
@@ -460,10 +468,16 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
     if (value === "false" || value === "0") return false;
     throw new UsageError(`${source.from} is "${source.value}": use true or false`);
   }
-  function oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  /** One of `allowed`, or of `internal` (values for the hooks, not offered in messages). */
+  function oneOf<T extends string>(
+    name: string,
+    allowed: readonly T[],
+    fallback: T,
+    internal: readonly T[] = [],
+  ): T {
     const source = string(name);
     if (source === undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(source.value)) {
+    if (![...allowed, ...internal].includes(source.value as T)) {
       throw new UsageError(`${source.from} is "${source.value}": use ${allowed.join(" or ")}`);
     }
     return source.value as T;
@@ -484,7 +498,7 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
   }
 
   const debug = boolean("debug");
-  const format = oneOf("format", ["token", "json"] as const, "token");
+  const format = oneOf("format", ["token", "json"] as const, "token", ["hook"] as const);
   const clientAuth = oneOf("client-auth", ["basic", "post"] as const, "basic");
 
   const tokenEndpoint = url("token-endpoint", "Token endpoint");
@@ -563,7 +577,10 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
   if (tokenEnv !== undefined && tokenFile !== undefined) {
     throw new UsageError("Both --subject-token-env and --subject-token-file are set: use one");
   }
-  if (sourceGiven && kind !== "gitlab" && (tokenEnv ?? tokenFile) !== undefined) {
+  // `--subject-token-source buildkite --subject-token-file -`: what `buildkite-agent oidc
+  // request-token` printed, on stdin (the hooks start the agent while Deno starts).
+  const agentOnStdin = sourceGiven && kind === "buildkite" && tokenFile === "-";
+  if (sourceGiven && kind !== "gitlab" && !agentOnStdin && (tokenEnv ?? tokenFile) !== undefined) {
     throw new UsageError(
       `--subject-token-source ${kind} gets its own token: drop --subject-token-${
         tokenEnv ? "env" : "file"
@@ -578,6 +595,14 @@ export function parseCliConfig(args: readonly string[], env: Env): CliConfig {
       );
     }
     source = { kind: "gitlab", variable: tokenEnv };
+  } else if (agentOnStdin) {
+    source = {
+      kind: "buildkite",
+      audience: audience ?? "buildkite",
+      lifetime,
+      claims,
+      stdin: true,
+    };
   } else if (tokenEnv !== undefined) {
     source = { kind: "env", variable: tokenEnv };
   } else if (tokenFile !== undefined) {

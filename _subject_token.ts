@@ -31,10 +31,58 @@ export function buildkiteAgentArgs(
   return args;
 }
 
+/** The line the hooks put on stdin, after the agent's stderr, when the agent failed. */
+const AGENT_FAILED = /(?:^|\n)!buildkite-agent-failed (\d+)\n/;
+
+/**
+ * The token `buildkite-agent oidc request-token` printed, as the hooks hand it over on stdin: the
+ * token, or when the agent failed a line `!buildkite-agent-failed STATUS` and its error output.
+ */
+export function readAgentOutput(
+  text: string,
+  source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
+): string {
+  const failed = AGENT_FAILED.exec(text);
+  if (failed === null) {
+    return nonEmpty(
+      text,
+      "The token from buildkite-agent oidc request-token",
+      "check the agent can reach Buildkite",
+    );
+  }
+  const status = Number(failed[1]);
+  if (status === 127) {
+    throw new SubjectTokenError("buildkite-agent is not on PATH: run inside a Buildkite job");
+  }
+  const stderr = text.slice(failed.index + failed[0].length);
+  throw agentFailure(`exit status ${status}`, stderr, text.slice(0, failed.index), source);
+}
+
+function agentFailure(
+  status: string,
+  stderr: string,
+  stdout: string,
+  source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
+): SubjectTokenError {
+  const lines = stderr.trim().split("\n").filter((l) => l.trim());
+  const detail = lines.length > 0
+    ? summarise(lines.slice(-2).join(" "), [stdout.trim()], 300)
+    : "no error output";
+  const hint = source.claims.length > 0
+    ? ` (${
+      source.stdin ? "claims" : "--claim"
+    } needs buildkite-agent 3.44 or later; check the claim names)`
+    : "";
+  return new SubjectTokenError(
+    `buildkite-agent oidc request-token failed (${status}): ${detail}${hint}`,
+  );
+}
+
 async function fromBuildkiteAgent(
   source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
   debug: ((line: string) => void) | undefined,
 ): Promise<string> {
+  if (source.stdin) return readAgentOutput(await readStdin(), source);
   const args = buildkiteAgentArgs(source);
   debug?.(`Requesting the subject token: buildkite-agent ${args.join(" ")}`);
   let output: Deno.CommandOutput;
@@ -65,19 +113,8 @@ async function fromBuildkiteAgent(
   }
   const stdout = new TextDecoder().decode(output.stdout);
   if (!output.success) {
-    const stderr = new TextDecoder().decode(output.stderr).trim().split("\n").filter((l) =>
-      l.trim()
-    );
-    const detail = stderr.length > 0
-      ? summarise(stderr.slice(-2).join(" "), [stdout.trim()], 300)
-      : "no error output";
     const status = output.signal ? `signal ${output.signal}` : `exit status ${output.code}`;
-    const hint = source.claims.length > 0
-      ? " (--claim needs buildkite-agent 3.44 or later; check the claim names)"
-      : "";
-    throw new SubjectTokenError(
-      `buildkite-agent oidc request-token failed (${status}): ${detail}${hint}`,
-    );
+    throw agentFailure(status, new TextDecoder().decode(output.stderr), stdout, source);
   }
   return nonEmpty(
     stdout,

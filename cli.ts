@@ -61,6 +61,18 @@ function say(text: string): void {
   console.error(`${PREFIX} ${oneLine(text)}`);
 }
 
+/**
+ * Where the error lines go: stderr, or stdout for `--format hook` (the hooks show them after
+ * `^^^ +++`, while debug lines reach the job log on stderr as they happen). Known from the
+ * arguments before they are parsed, so that a usage error goes there too.
+ */
+function errorWriter(args: readonly string[]): (text: string) => void {
+  const hookFormat = args.some((arg, i) =>
+    arg === "--format=hook" || (arg === "--format" && args[i + 1] === "hook")
+  );
+  return hookFormat ? (text) => console.log(`${PREFIX} ${oneLine(text)}`) : say;
+}
+
 /** The JSON output, with DEL, C1 and the Unicode line separators escaped as well as C0. */
 function safeJson(value: unknown): string {
   return JSON.stringify(value).replace(
@@ -177,14 +189,15 @@ export async function main(
   args: readonly string[],
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
 ): Promise<number> {
+  const fail = errorWriter(args);
   let config: CliConfig;
   try {
     config = parseCliConfig(args, env);
   } catch (error) {
     if (error instanceof UsageError) {
-      say(error.message);
+      fail(error.message);
     } else if (error instanceof Deno.errors.NotCapable) {
-      say(`Cannot read the environment (${error.message}): run with --allow-env`);
+      fail(`Cannot read the environment (${error.message}): run with --allow-env`);
     } else {
       throw error;
     }
@@ -244,7 +257,16 @@ export async function main(
         );
       }
     }
-    console.log(config.format === "json" ? toJson(result) : result.accessToken);
+    if (config.format === "hook") {
+      // The token (printable ASCII, checked), then its lifetime in seconds when known.
+      console.log(
+        `${result.accessToken}\n${
+          result.expiresIn === undefined ? "" : Math.floor(result.expiresIn)
+        }`,
+      );
+    } else {
+      console.log(config.format === "json" ? toJson(result) : result.accessToken);
+    }
     return 0;
   } catch (error) {
     const secrets = [subjectToken, config.clientSecret].filter((s): s is string => !!s);
@@ -257,9 +279,9 @@ export async function main(
     } else {
       message = `Unexpected error: ${error instanceof Error ? error.message : String(error)}`;
     }
-    say(maskSecrets(message, secrets));
+    fail(maskSecrets(message, secrets));
     if (subjectToken !== undefined) {
-      say(identify(await loadJwt(), label, subjectToken));
+      fail(identify(await loadJwt(), label, subjectToken));
     }
     if (config.debug && error instanceof Error && error.stack) {
       for (const line of maskSecrets(error.stack, secrets).split("\n")) say(`debug: ${line}`);

@@ -181,7 +181,9 @@ token_exchange_host() {
     return 2
   fi
   if [[ "$url" =~ ^[Hh][Tt][Tt][Pp]: && ! "$url_host" =~ ^(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])$ ]]; then
-    token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\": use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])"
+    local what="Token endpoint"
+    [[ "$option" != issuer ]] || what=Issuer
+    token_exchange_config_error "${what} (${option}) \"$(token_exchange_printable "$url")\" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])"
     return 2
   fi
   printf -v "$1" '%s' "${url_host}${url_port:+:$((10#$url_port))}"
@@ -429,7 +431,7 @@ token_exchange_report_failure() {
       "token-exchange: "*)
         if [[ -z "$first" ]]; then first="${line#token-exchange: }"; else details+=("${line#token-exchange: }"); fi
         ;;
-      *) [[ -z "$line" ]] || details+=("$line") ;;
+        # Anything else on stdout is not the CLI's error (it could be a token): never shown.
     esac
   done <<<"$output"
   if [[ -z "$first" ]]; then
@@ -576,11 +578,14 @@ token_exchange_hook() {
     output="$(token_exchange_oidc_token "${token_exchange_agent[@]}")"
     output="$(
       unset SSLKEYLOGFILE
+      set +o pipefail
       printf '%s\n' "$output" | DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
     )" || status=$?
   else
+    # Only the CLI's status counts (pipefail off): it reports the agent's failure itself.
     output="$(
       unset SSLKEYLOGFILE
+      set +o pipefail
       token_exchange_oidc_token "${token_exchange_agent[@]}" |
         DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
     )" || status=$?

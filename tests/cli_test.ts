@@ -417,6 +417,58 @@ Deno.test("cli.ts says what to do when buildkite-agent is not on PATH", async ()
   );
 });
 
+Deno.test("cli.ts --format hook: the token and expires_in on stdout, or the error lines there, for the hooks", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  // What the hook grants: no --allow-run, since the hook runs the agent.
+  const HOOK_PERMISSIONS = ["--allow-net=127.0.0.1", "--allow-env"];
+  const hook = [
+    "--subject-token-source",
+    "buildkite",
+    "--subject-token-file",
+    "-",
+    "--format",
+    "hook",
+  ];
+  await t.step("success, with the Buildkite token on stdin", async () => {
+    const result = await runCli(["--token-endpoint", server.url, ...hook], {
+      stdin: `${SUBJECT_TOKEN}\n`,
+      noAgent: true,
+      permissions: HOOK_PERMISSIONS,
+    });
+    assert.deepEqual(result, {
+      code: 0,
+      stdout: `${ISSUED_TOKEN}\n3600\n`,
+      stderr: "",
+      agentCalls: [],
+    });
+    assert.equal(
+      new URLSearchParams(server.requests.at(-1)!.body).get("subject_token"),
+      SUBJECT_TOKEN,
+    );
+  });
+  await t.step("a usage error", async () => {
+    const result = await runCli(["--token-endpoint", "ftp://sts.example.com", ...hook], {
+      stdin: "",
+    });
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, "");
+    assert.match(result.stdout, /^token-exchange: Token endpoint \(--token-endpoint\) "ftp:/);
+  });
+  await t.step("the agent failed", async () => {
+    const result = await runCli(["--token-endpoint", server.url, ...hook], {
+      stdin: "\n!buildkite-agent-failed 1\nFATAL  403 Forbidden\n",
+      noAgent: true,
+      permissions: HOOK_PERMISSIONS,
+    });
+    assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
+      code: 1,
+      stdout:
+        "token-exchange: buildkite-agent oidc request-token failed (exit status 1): FATAL 403 Forbidden\n",
+      stderr: "",
+    });
+  });
+});
+
 Deno.test("cli.ts fails with exit 1 when the subject token variable is empty", async () => {
   await using server = startTokenEndpoint(issued);
   const result = await runCli(["--token-endpoint", server.url, "--subject-token-env", "EMPTY"], {

@@ -48,7 +48,10 @@ Deno.test("token-file: true writes a 0600 file in a private 0700 per-job directo
     `token-exchange-${JOB_ID}/STS_TOKEN/`,
     `token-exchange-${JOB_ID}/STS_TOKEN/token`,
   ]);
-  assert.equal(result.stdout.split("\n").at(-2), `Exported STS_TOKEN and STS_TOKEN_FILE (${file})`);
+  assert.equal(
+    result.stdout.split("\n").at(-2),
+    `Exported STS_TOKEN and STS_TOKEN_FILE (${file}) (expires in 60 min)`,
+  );
 
   const cleaned = await runHooks(["pre-exit"], { options, env });
   assert.equal(cleaned.code, 0, cleaned.stderr);

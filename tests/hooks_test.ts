@@ -2,7 +2,7 @@
 // buildkite-agent and a token endpoint on 127.0.0.1. Every run is checked for leaked secrets.
 
 import assert from "node:assert/strict";
-import { PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { defaultPath, DENO_BIN_DIR, PLUGIN_DIR, runHooks } from "./_hooks.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import { BUILDKITE_CLAIMS, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
 
@@ -17,7 +17,7 @@ Deno.test("hooks/environment exports the token, hands it to the redactor on stdi
   assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
   assert.equal(
     result.stdout,
-    "~~~ :key: Exchanging the job's OIDC token for FEDERATED_ACCESS_TOKEN\nExported FEDERATED_ACCESS_TOKEN\n",
+    "~~~ :key: Exchanging the job's OIDC token for FEDERATED_ACCESS_TOKEN\nExported FEDERATED_ACCESS_TOKEN (expires in 60 min)\n",
   );
   assert.equal(result.stderr, "");
   assert.deepEqual(result.agentCalls, [
@@ -26,9 +26,8 @@ Deno.test("hooks/environment exports the token, hands it to the redactor on stdi
   ]);
   assert.deepEqual(result.redacted, [ISSUED_TOKEN]);
   assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
-  // Until pre-exit, only the job's private directory, with nothing in it but this entry's.
-  assert.deepEqual(result.leftovers, ["token-exchange-0184990a-477b-4fa8-9968-496074483cee/"]);
-  assert.deepEqual(result.privateFiles, ["FEDERATED_ACCESS_TOKEN/"]);
+  // Without token-file, nothing at all is written to TMPDIR.
+  assert.deepEqual(result.leftovers, []);
 });
 
 Deno.test("hooks/environment keeps the sourcing shell running and its options intact on success", async () => {
@@ -64,7 +63,10 @@ Deno.test("hooks/environment writes token-file with mode 0600 and pre-exit remov
     assert.equal(written.exported["STS_TOKEN_FILE"], file);
     assert.equal(await Deno.readTextFile(file), ISSUED_TOKEN);
     assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
-    assert.match(written.stdout, /Exported STS_TOKEN and STS_TOKEN_FILE \(.*\/secrets\/token\)\n$/);
+    assert.match(
+      written.stdout,
+      /Exported STS_TOKEN and STS_TOKEN_FILE \(.*\/secrets\/token\) \(expires in 60 min\)\n$/,
+    );
 
     const cleaned = await runHooks(["environment", "pre-exit"], { options });
     assert.equal(cleaned.code, 0, cleaned.stderr);
@@ -205,7 +207,7 @@ Deno.test("hooks/environment fails on a bad configuration before asking the agen
     [
       "no endpoint",
       {},
-      "No token endpoint: set --token-endpoint (or BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT), or --issuer to discover it",
+      "No token endpoint: set token-endpoint, or issuer to discover it",
     ],
     [
       "a plain-http endpoint",
@@ -312,5 +314,59 @@ Deno.test("hooks/environment fails clearly when it cannot write token-file", asy
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("hooks/environment reports the agent's own failure, exit 1, without asking the endpoint", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  await t.step("the agent refuses", async () => {
+    const result = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      env: {
+        STANDIN_OIDC_FAIL: "POST https://agent.buildkite.com/v3/jobs/1/oidc/tokens: 403 Forbidden",
+      },
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+    assert.equal(
+      result.stderr,
+      "🚨 Token exchange failed: buildkite-agent oidc request-token failed (exit status 1): 2026-11-26 12:00:00 FATAL POST https://agent.buildkite.com/v3/jobs/1/oidc/tokens: 403 Forbidden\n",
+    );
+    assert.deepEqual(result.exported, {});
+  });
+  await t.step("no agent on PATH", async () => {
+    const result = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      path: [DENO_BIN_DIR, "/usr/bin", "/bin"],
+    });
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      "🚨 Token exchange failed: buildkite-agent is not on PATH: run inside a Buildkite job\n",
+    );
+  });
+  assert.equal(server.requests.length, 0);
+});
+
+Deno.test("hooks/environment asks the agent for the OIDC token while Deno starts, not after", async () => {
+  // The stand-in agent answers only once deno has started (a wrapper marks it), and gives up after
+  // 10 s: a hook that started deno after the agent's answer would fail here.
+  await using server = startTokenEndpoint(issued);
+  const bin = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${bin}/deno`,
+      `#!/usr/bin/env bash\n: >"$DENO_STARTED"\nexec ${JSON.stringify(Deno.execPath())} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const result = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      env: { DENO_STARTED: `${bin}/started`, STANDIN_OIDC_WAIT_FOR: `${bin}/started` },
+      path: [bin, ...defaultPath()],
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+  } finally {
+    await Deno.remove(bin, { recursive: true });
   }
 });

@@ -59,9 +59,14 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
       "--no-remote",
       "--no-prompt",
       `--allow-net=${new URL(server.url).host}`,
-      "--allow-run=buildkite-agent",
       "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,NO_PROXY,no_proxy,STS_SECRET",
       `${PLUGIN_DIR}/cli.ts`,
+      "--subject-token-source",
+      "buildkite",
+      "--subject-token-file",
+      "-",
+      "--format",
+      "hook",
       "--",
       "SSLKEYLOGFILE=unset",
     ]);
@@ -109,7 +114,7 @@ async function pluginCopy(checksum: string | undefined): Promise<string> {
 
 // What the release binary does, as far as the hook can tell: print a token, and note each run.
 const ARTIFACT = new TextEncoder().encode(
-  `#!/usr/bin/env bash\necho run >>"$ARTIFACT_LOG"\nprintf '%s\\n' "$ARTIFACT_TOKEN"\n`,
+  `#!/usr/bin/env bash\ncat >/dev/null\necho run >>"$ARTIFACT_LOG"\nprintf '%s\\n' "$ARTIFACT_TOKEN"\n`,
 );
 const ARTIFACT_SHA256 = Array.from(
   new Uint8Array(await crypto.subtle.digest("SHA-256", ARTIFACT)),
