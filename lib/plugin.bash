@@ -13,7 +13,7 @@ TOKEN_EXCHANGE_PREFIX=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_
 
 # Every option plugin.yml declares, as the agent names its variable (tests keep the two in step), and
 # those that take a list (the agent sets NAME_0, NAME_1, …).
-TOKEN_EXCHANGE_OPTIONS=" TOKEN_ENDPOINT ISSUER AUDIENCE BUILDKITE_AUDIENCE LIFETIME CLAIMS SUBJECT_TOKEN_TYPE TARGET_AUDIENCE RESOURCE SCOPE REQUESTED_TOKEN_TYPE EXTRA_PARAMS CLIENT_ID CLIENT_SECRET_ENV CLIENT_AUTH ENV_VAR TOKEN_FILE TIMEOUT RETRIES HOOK REDACT DEBUG "
+TOKEN_EXCHANGE_OPTIONS=" TOKEN_ENDPOINT ISSUER AUDIENCE BUILDKITE_AUDIENCE LIFETIME CLAIMS SUBJECT_TOKEN_TYPE TARGET_AUDIENCE RESOURCE SCOPE REQUESTED_TOKEN_TYPE EXTRA_PARAMS CLIENT_ID CLIENT_SECRET_ENV CLIENT_AUTH ENV_VAR TOKEN_FILE TIMEOUT RETRIES HOOK REDACT DEBUG REFRESH OIDC_TOKEN_FILE GOOGLE_CREDENTIALS SERVICE_ACCOUNT SERVICE_ACCOUNT_TOKEN_LIFETIME AWS_ROLE_ARN "
 TOKEN_EXCHANGE_LIST_OPTIONS=" CLAIMS TARGET_AUDIENCE RESOURCE SCOPE EXTRA_PARAMS "
 
 # Where release binaries are downloaded from when Deno is not installed; a mirror can replace it.
@@ -117,14 +117,16 @@ token_exchange_check_options() {
   done
 }
 
-# token_exchange_check_env_var NAME: NAME may hold the token without breaking or hijacking the rest
-# of the job (the shell, the dynamic linker, the agent, git, proxies, language runtimes).
+# token_exchange_check_env_var NAME [OPTION EXAMPLE]: NAME, the value of OPTION (env-var), may be
+# exported without breaking or hijacking the rest of the job (the shell, the dynamic linker, the
+# agent, git, proxies, language runtimes).
 token_exchange_check_env_var() {
-  local name="$1" why=""
+  local name="$1" option="${2:-env-var}" example="${3:-FEDERATED_ACCESS_TOKEN}" why=""
   if [[ ! "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
-    token_exchange_config_error "env-var is \"$(token_exchange_printable "$name")\", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN"
+    token_exchange_config_error "${option} is \"$(token_exchange_printable "$name")\", not an environment variable name: use a name such as ${example}"
     return 2
   fi
+  [[ "$name" != "$example" ]] || return 0
   case "$name" in
     PATH | HOME | SHELL | IFS | PS[1-4] | ENV | BASH_ENV | CDPATH | GLOBIGNORE | SHELLOPTS | BASHOPTS | \
       PROMPT_COMMAND | TMPDIR | USER | LOGNAME | PWD | OLDPWD | TERM | LANG | LANGUAGE | TZ | HOSTNAME | \
@@ -145,7 +147,7 @@ token_exchange_check_env_var() {
     TOKEN_EXCHANGE_*) why="this plugin reads" ;;
   esac
   if [[ -n "$why" ]]; then
-    token_exchange_config_error "env-var is \"${name}\", a variable ${why}: use a name of your own such as FEDERATED_ACCESS_TOKEN"
+    token_exchange_config_error "${option} is \"${name}\", a variable ${why}: use a name of your own such as ${example}"
     return 2
   fi
 }
@@ -514,10 +516,11 @@ token_exchange_write_file() {
   fi
 }
 
-# token_exchange_token_file PRIVATE_DIR ENV_VAR TOKEN_FILE TOKEN: writes the token-file, records
-# an explicit path for pre-exit, and exports ENV_VAR_FILE.
-token_exchange_token_file() {
-  local private="$1" env_var="$2" path="$3" token="$4" status=0
+# token_exchange_token_path VAR PRIVATE_DIR TOKEN_FILE: VAR = where token-file writes the token (true:
+# in the private directory), making an explicit path's directory and recording the path for
+# pre-exit (first, so pre-exit removes it whatever happens next).
+token_exchange_token_path() {
+  local private="$2" path="$3"
   if [[ "$path" == true ]]; then
     path="${private}/token"
   else
@@ -526,24 +529,176 @@ token_exchange_token_file() {
       token_exchange_error "Cannot write token-file ${path}: its directory does not exist and cannot be made: use a writable directory, or token-file: true for a private one"
       return 1
     fi
-    # Recorded first, so pre-exit removes it whatever happens next.
     printf '%s\n' "$path" >>"${private}/files"
   fi
-  token_exchange_write_file "$path" "$token" || status=$?
-  if [[ "$status" -eq 3 ]]; then
-    token_exchange_config_error "token-file ${path} exists and is not a token file this plugin wrote (a 0600 regular file of this user): it was left untouched; choose another path, or token-file: true for a private one"
+  printf -v "$1" '%s' "$path"
+}
+
+# token_exchange_file_error STATUS OPTION PATH: the failure report of token_exchange_write_file.
+token_exchange_file_error() {
+  if [[ "$1" -eq 3 ]]; then
+    token_exchange_config_error "$2 ${3} exists and is not a token file this plugin wrote (a 0600 regular file of this user): it was left untouched; choose another path, or token-file: true for a private one"
     return 2
-  elif [[ "$status" -ne 0 ]]; then
-    token_exchange_error "Cannot write token-file ${path}: check its directory is writable, or use token-file: true for a private one"
+  fi
+  token_exchange_error "Cannot write $2 ${3}: check its directory is writable, or use token-file: true for a private one"
+  return 1
+}
+
+# token_exchange_obtain: gets this entry's tokens: sets token_exchange_oidc (when a file needs the
+# OIDC token itself), token_exchange_token and token_exchange_expires_in (after an exchange), or
+# on failure returns the status with the error lines in token_exchange_output.
+token_exchange_obtain() {
+  local status=0 line
+  token_exchange_oidc="" token_exchange_token="" token_exchange_expires_in="" token_exchange_output=""
+  if [[ "$token_exchange_oidc_file" == true || "${TOKEN_EXCHANGE_SEQUENTIAL:-}" == 1 ]]; then
+    # The OIDC token first: its file needs it (or, for the benchmark, the steps one by one).
+    token_exchange_output="$(token_exchange_oidc_token "${token_exchange_agent[@]}")"
+    if [[ "$token_exchange_output" == *$'\n!buildkite-agent-failed '* ]]; then
+      if [[ "$token_exchange_mode" != exchange ]]; then
+        token_exchange_agent_failure "$token_exchange_output"
+        return 1
+      fi
+    else
+      token_exchange_oidc="${token_exchange_output//[[:space:]]/}"
+    fi
+    [[ "$token_exchange_mode" == exchange ]] || return 0
+    token_exchange_output="$(
+      unset SSLKEYLOGFILE
+      set +o pipefail
+      printf '%s\n' "$token_exchange_output" | DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
+    )" || status=$?
+  else
+    # The agent's request for the OIDC token (a round trip to Buildkite) runs while Deno starts:
+    # its output reaches the CLI on stdin, and only the CLI's status counts (it reports the
+    # agent's failure itself). The CLI's debug lines reach the log as they happen (stderr); what
+    # it prints on stdout with --format hook is the token and its lifetime, or its error.
+    # SSLKEYLOGFILE would make Deno write the TLS session keys of the exchange to a file.
+    token_exchange_output="$(
+      unset SSLKEYLOGFILE
+      set +o pipefail
+      token_exchange_oidc_token "${token_exchange_agent[@]}" |
+        DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
+    )" || status=$?
+  fi
+  [[ "$status" -eq 0 ]] || return "$status"
+  token_exchange_token="${token_exchange_output%%$'\n'*}"
+  line=""
+  [[ "$token_exchange_output" != *$'\n'* ]] || line="${token_exchange_output#*$'\n'}"
+  token_exchange_expires_in="${line%%$'\n'*}"
+  [[ "$token_exchange_expires_in" =~ ^[0-9]{1,9}$ ]] || token_exchange_expires_in=""
+}
+
+# token_exchange_agent_failure OUTPUT: token_exchange_output = the CLI-style error line for the
+# agent's failure that token_exchange_oidc_token reported in OUTPUT (where no CLI runs).
+token_exchange_agent_failure() {
+  local rest="${1#*$'\n!buildkite-agent-failed '}" status detail="" line before=""
+  status="${rest%%$'\n'*}"
+  rest="${rest#*$'\n'}"
+  while IFS= read -r line; do
+    [[ -z "${line//[[:space:]]/}" ]] && continue
+    before="$detail" detail="$line"
+  done <<<"$rest"
+  detail="${before:+${before} }${detail}"
+  if [[ "$status" == 127 ]]; then
+    token_exchange_output="token-exchange: buildkite-agent is not on PATH: run inside a Buildkite job"
+  else
+    token_exchange_output="token-exchange: buildkite-agent oidc request-token failed (exit status ${status}): $(token_exchange_printable "${detail:-no error output}")"
+  fi
+}
+
+# token_exchange_expiry VAR: VAR = when the first of this entry's current tokens expires (epoch
+# seconds): the issued token's expires_in (or exp), the OIDC token's exp where a file holds it; 5
+# minutes from now when neither says.
+token_exchange_expiry() {
+  local now first="" exp
+  token_exchange_now now
+  [[ -z "$token_exchange_expires_in" ]] || first=$((now + token_exchange_expires_in))
+  if [[ -z "$first" && -n "$token_exchange_token" ]]; then
+    token_exchange_jwt_exp exp "$token_exchange_token"
+    first="$exp"
+  fi
+  if [[ -n "$token_exchange_oidc" && "$token_exchange_oidc_file" == true ]]; then
+    token_exchange_jwt_exp exp "$token_exchange_oidc"
+    if [[ -n "$exp" ]] && { [[ -z "$first" ]] || ((exp < first)); }; then first="$exp"; fi
+  fi
+  printf -v "$1" '%s' "${first:-$((now + 300))}"
+}
+
+# token_exchange_write_files PRIVATE: writes this entry's files from the tokens just obtained: the
+# OIDC token, the issued token (token-file), the Google credentials. Each atomically.
+token_exchange_write_files() {
+  local private="$1" status=0 json
+  if [[ "$token_exchange_oidc_file" == true ]]; then
+    token_exchange_write_file "${private}/oidc-token" "$token_exchange_oidc" || status=$?
+    [[ "$status" -eq 0 ]] || { token_exchange_file_error "$status" "the OIDC token file" "${private}/oidc-token"; return; }
+  fi
+  if [[ -n "$token_exchange_token_path" ]]; then
+    token_exchange_write_file "$token_exchange_token_path" "$token_exchange_token" || status=$?
+    [[ "$status" -eq 0 ]] || { token_exchange_file_error "$status" token-file "$token_exchange_token_path"; return; }
+  fi
+  if [[ "$token_exchange_mode" == google && ! -f "${private}/google-credentials.json" ]]; then
+    token_exchange_google_credentials json "${private}/oidc-token"
+    token_exchange_write_file "${private}/google-credentials.json" "$json" || status=$?
+    [[ "$status" -eq 0 ]] || { token_exchange_file_error "$status" "the Google credentials file" "${private}/google-credentials.json"; return; }
+  fi
+}
+
+# token_exchange_renew PRIVATE: for the refresher: gets new tokens and replaces the files; prints
+# when the first of them expires, or the error.
+token_exchange_renew() {
+  local expires_at
+  if ! token_exchange_obtain; then
+    printf '%s\n' "${token_exchange_output#token-exchange: }"
     return 1
   fi
-  export "${env_var}_FILE=${path}"
+  token_exchange_write_files "$1" || return 1
+  if [[ "$redact" == true && -n "$token_exchange_token" ]]; then
+    printf '%s\n' "$token_exchange_token" | buildkite-agent redactor add >/dev/null 2>&1 || true
+  fi
+  if [[ "$redact" == true && "$token_exchange_oidc_file" == true ]]; then
+    printf '%s\n' "$token_exchange_oidc" | buildkite-agent redactor add >/dev/null 2>&1 || true
+  fi
+  token_exchange_expiry expires_at
+  printf '%s\n' "$expires_at"
+}
+
+# token_exchange_redact TOKEN: hands TOKEN to the agent's log redactor on stdin (a pipe, never a
+# file or an argument, so it is not in the process list); warns on an agent too old for it.
+token_exchange_redact() {
+  if ! printf '%s\n' "$1" | buildkite-agent redactor add >/dev/null 2>&1; then
+    echo "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it" >&2
+  fi
+}
+
+# token_exchange_now VAR: VAR = the time in whole seconds since the epoch, with builtins where bash
+# has them (5.0: EPOCHSECONDS; 4.2: printf %()T), else date.
+token_exchange_now() {
+  if [[ -n "${EPOCHSECONDS:-}" ]]; then
+    printf -v "$1" '%s' "$EPOCHSECONDS"
+  elif ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 2))); then
+    printf -v "$1" '%(%s)T' -1
+  else
+    printf -v "$1" '%s' "$(date +%s)"
+  fi
+}
+
+# token_exchange_rfc3339 VAR EPOCH: VAR = EPOCH as an RFC 3339 time in UTC (2026-11-26T12:00:00Z).
+token_exchange_rfc3339() {
+  local when
+  if ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 2))); then
+    TZ=UTC printf -v when '%(%Y-%m-%dT%H:%M:%SZ)T' "$2"
+  else
+    when="$(date -u -r "$2" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -d "@$2" +%Y-%m-%dT%H:%M:%SZ)"
+  fi
+  printf -v "$1" '%s' "$when"
 }
 
 # token_exchange_hook HOOK PLUGIN_DIR: the environment and pre-command hooks. Exchanges the token and
 # exports it when HOOK is the one the `hook` option selects; returns non-zero on failure.
 token_exchange_hook() {
-  local hook="$1" plugin_dir="$2" selected env_var token_file redact token_exchange_debug_on
+  local hook="$1" plugin_dir="$2" selected env_var token_file redact refresh google aws_role
+  local token_exchange_debug_on token_exchange_mode=exchange token_exchange_oidc_var="" oidc_option
+  local token_exchange_oidc_file=false
   token_exchange_option selected HOOK environment
   case "$selected" in
     environment | pre-command) ;;
@@ -556,76 +711,143 @@ token_exchange_hook() {
   token_exchange_check_options || return 2
   token_exchange_boolean token_exchange_debug_on DEBUG false || return 2
   token_exchange_boolean redact REDACT true || return 2
+  token_exchange_boolean refresh REFRESH false || return 2
+  token_exchange_boolean google GOOGLE_CREDENTIALS false || return 2
+  token_exchange_option aws_role AWS_ROLE_ARN ""
   token_exchange_option env_var ENV_VAR FEDERATED_ACCESS_TOKEN
   token_exchange_check_env_var "$env_var" || return 2
   token_exchange_option token_file TOKEN_FILE ""
   [[ "$token_file" != false && "$token_file" != 0 ]] || token_file=""
   [[ "$token_file" != 1 ]] || token_file=true
+  token_exchange_option oidc_option OIDC_TOKEN_FILE ""
+  case "$oidc_option" in
+    "" | false | 0) ;;
+    true | 1) token_exchange_oidc_var=BUILDKITE_OIDC_TOKEN_FILE ;;
+    *)
+      token_exchange_oidc_var="$oidc_option"
+      token_exchange_check_env_var "$oidc_option" oidc-token-file BUILDKITE_OIDC_TOKEN_FILE || return 2
+      ;;
+  esac
+  if [[ -n "$aws_role" && "$google" == true ]]; then
+    token_exchange_config_error "Both aws-role-arn and google-credentials are set: use one plugin entry for each"
+    return 2
+  elif [[ -n "$aws_role" || "$google" == true ]]; then
+    token_exchange_mode=aws
+    [[ "$google" != true ]] || token_exchange_mode=google
+    if [[ -n "$token_file" ]]; then
+      token_exchange_config_error "token-file is for the token an exchange issues, and with ${aws_role:+aws-role-arn}${aws_role:-google-credentials} the plugin makes none (the ${token_exchange_mode/aws/AWS}${token_exchange_mode/google/} tools exchange the OIDC token themselves): remove token-file"
+      return 2
+    fi
+    token_exchange_oidc_file=true
+    if [[ "$token_exchange_mode" == aws ]] && [[ -n "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT:-}${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_ISSUER:-}" ]]; then
+      token_exchange_config_error "aws-role-arn makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove token-endpoint and issuer"
+      return 2
+    fi
+    # shellcheck source=lib/credentials.bash
+    . "${plugin_dir}/lib/credentials.bash"
+    token_exchange_check_credentials "$token_exchange_mode" || return 2
+  elif [[ -n "$token_exchange_oidc_var" || "$refresh" == true ]]; then
+    [[ -z "$token_exchange_oidc_var" ]] || token_exchange_oidc_file=true
+    # shellcheck source=lib/credentials.bash
+    . "${plugin_dir}/lib/credentials.bash"
+  fi
+  # What refresh keeps fresh is files: with an exchange, the token's.
+  [[ "$refresh" != true || "$token_exchange_mode" != exchange || -n "$token_file" ]] || token_file=true
 
-  echo "~~~ :key: Exchanging the job's OIDC token for ${env_var}"
+  case "$token_exchange_mode" in
+    exchange) echo "~~~ :key: Exchanging the job's OIDC token for ${env_var}" ;;
+    aws) echo "~~~ :key: Handing the job's OIDC token to AWS for ${aws_role}" ;;
+    google) echo "~~~ :key: Writing Google Cloud credentials for the job's OIDC token" ;;
+  esac
   local -a token_exchange_cli=() token_exchange_agent=()
   token_exchange_agent_args || return
-  token_exchange_command "$plugin_dir" || return
-
-  # The agent's request for the OIDC token (a round trip to Buildkite) runs while Deno starts: its
-  # output reaches the CLI on stdin. The CLI's debug lines reach the log as they happen (stderr);
-  # what it prints on stdout with --format hook is the token and its lifetime, or its error.
-  # SSLKEYLOGFILE would make Deno write the TLS session keys of the exchange to a file.
-  local output token expires_in="" status=0
-  token_exchange_debug "Requesting the OIDC token: buildkite-agent ${token_exchange_agent[*]}"
-  if [[ "${TOKEN_EXCHANGE_SEQUENTIAL:-}" == 1 ]]; then
-    # For the benchmark: the same steps one after the other, as before they overlapped.
-    output="$(token_exchange_oidc_token "${token_exchange_agent[@]}")"
-    output="$(
-      unset SSLKEYLOGFILE
-      set +o pipefail
-      printf '%s\n' "$output" | DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
-    )" || status=$?
+  if [[ "$token_exchange_mode" == exchange ]]; then
+    token_exchange_command "$plugin_dir" || return
   else
-    # Only the CLI's status counts (pipefail off): it reports the agent's failure itself.
-    output="$(
-      unset SSLKEYLOGFILE
-      set +o pipefail
-      token_exchange_oidc_token "${token_exchange_agent[@]}" |
-        DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
-    )" || status=$?
+    local endpoint host
+    token_exchange_option endpoint TOKEN_ENDPOINT ""
+    [[ "$token_exchange_mode" != google || -z "$endpoint" ]] || token_exchange_host host token-endpoint "$endpoint" || return 2
   fi
+
+  local token_exchange_oidc token_exchange_token token_exchange_expires_in token_exchange_output
+  local token_exchange_token_path="" private="" expires_at status=0
+  token_exchange_debug "Requesting the OIDC token: buildkite-agent ${token_exchange_agent[*]}"
+  token_exchange_obtain || status=$?
   if [[ "$status" -ne 0 ]]; then
-    token_exchange_report_failure "$status" "$output"
+    token_exchange_report_failure "$status" "$token_exchange_output"
     return "$status"
   fi
-  token="${output%%$'\n'*}"
-  [[ "$output" != *$'\n'* ]] || expires_in="${output#*$'\n'}"
-  expires_in="${expires_in%%$'\n'*}"
-
   if [[ "$redact" == true ]]; then
-    # On stdin (a pipe, never a file or an argument), so the token is not in the process list.
-    if ! printf '%s\n' "$token" | buildkite-agent redactor add >/dev/null 2>&1; then
-      echo "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it" >&2
-    fi
+    [[ -z "$token_exchange_token" ]] || token_exchange_redact "$token_exchange_token"
+    [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
   fi
-  if [[ -n "$token_file" ]]; then
-    local private
+  if [[ -n "$token_file" || "$token_exchange_oidc_file" == true ]]; then
     token_exchange_private_dir private "$env_var" || return 1
-    token_exchange_token_file "$private" "$env_var" "$token_file" "$token" || return
+    [[ -z "$token_file" ]] || token_exchange_token_path token_exchange_token_path "$private" "$token_file" || return 1
+    token_exchange_write_files "$private" || return
   fi
-  export "${env_var}=${token}"
-  local file_var="${env_var}_FILE" lifetime=""
-  if [[ "$expires_in" =~ ^[0-9]{1,9}$ ]]; then
-    if ((expires_in >= 120)); then lifetime=" (expires in $((expires_in / 60)) min)"; else lifetime=" (expires in ${expires_in} s)"; fi
+
+  local file_var="${env_var}_FILE" lifetime="" exported=""
+  case "$token_exchange_mode" in
+    exchange)
+      export "${env_var}=${token_exchange_token}"
+      exported="$env_var"
+      if [[ -n "$token_exchange_token_path" ]]; then
+        export "${file_var}=${token_exchange_token_path}"
+        exported+=" and ${file_var} (${token_exchange_token_path})"
+      fi
+      if [[ -n "$token_exchange_expires_in" ]]; then
+        token_exchange_now expires_at
+        token_exchange_rfc3339 expires_at $((expires_at + token_exchange_expires_in))
+        export "${env_var}_EXPIRES_AT=${expires_at}"
+        if ((token_exchange_expires_in >= 120)); then
+          lifetime=" (expires in $((token_exchange_expires_in / 60)) min)"
+        else
+          lifetime=" (expires in ${token_exchange_expires_in} s)"
+        fi
+      fi
+      ;;
+    aws)
+      local session
+      token_exchange_session_name session
+      export AWS_ROLE_ARN="$aws_role" AWS_WEB_IDENTITY_TOKEN_FILE="${private}/oidc-token" AWS_ROLE_SESSION_NAME="$session"
+      exported="AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_SESSION_NAME (${session})"
+      ;;
+    google)
+      export GOOGLE_APPLICATION_CREDENTIALS="${private}/google-credentials.json"
+      export CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE="${private}/google-credentials.json"
+      exported="GOOGLE_APPLICATION_CREDENTIALS and CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE (${private}/google-credentials.json)"
+      ;;
+  esac
+  if [[ -n "$token_exchange_oidc_var" ]]; then
+    export "${token_exchange_oidc_var}=${private}/oidc-token"
+    exported+=", ${token_exchange_oidc_var}"
   fi
-  echo "Exported ${env_var}${token_file:+ and ${file_var} (${!file_var})}${lifetime}"
+  if [[ "$refresh" == true ]]; then
+    # shellcheck source=lib/refresh.bash
+    . "${plugin_dir}/lib/refresh.bash"
+    token_exchange_expiry expires_at
+    token_exchange_start_refresher "$private" "$expires_at" || return 1
+    exported+="; kept fresh until the job ends"
+  fi
+  echo "Exported ${exported}${lifetime}"
 }
 
-# token_exchange_pre_exit: removes what this plugin entry's hook made: the token files it recorded
-# and its private directory (never a path from the environment, which the job could have changed).
+# token_exchange_pre_exit: stops this plugin entry's refresher, then removes what its hook made: the
+# token files it recorded and its private directory (never a path from the environment, which the
+# job could have changed).
 token_exchange_pre_exit() {
-  local env_var job private path
+  local env_var job private path plugin_dir="${1:-.}"
   token_exchange_option env_var ENV_VAR FEDERATED_ACCESS_TOKEN
   [[ "$env_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || return 0
   token_exchange_job_dir job
   private="${job}/${env_var}"
   token_exchange_owned_dir "$job" && token_exchange_owned_dir "$private" || return 0
+  if [[ -p "${private}/refresher.fifo" ]]; then
+    # shellcheck source=lib/refresh.bash
+    . "${plugin_dir}/lib/refresh.bash"
+    token_exchange_stop_refresher "$private" "$env_var"
+  fi
   if [[ -f "${private}/files" && ! -L "${private}/files" ]]; then
     while IFS= read -r path || [[ -n "$path" ]]; do
       # Only a regular file of ours: if the job replaced it with anything else, it stays.

@@ -53,9 +53,27 @@ const OPTIONS: Record<string, string> = {
   hook: "environment",
   redact: "true",
   debug: "false",
+  refresh: "false",
+  "oidc-token-file": "",
+  "google-credentials": "false",
+  "service-account": "",
+  "service-account-token-lifetime": "",
+  "aws-role-arn": "",
 };
 /** Options only the hooks use, which the CLI has no flag for. */
-const HOOK_ONLY = ["buildkite-audience", "env-var", "token-file", "hook", "redact"];
+const HOOK_ONLY = [
+  "buildkite-audience",
+  "env-var",
+  "token-file",
+  "hook",
+  "redact",
+  "refresh",
+  "oidc-token-file",
+  "google-credentials",
+  "service-account",
+  "service-account-token-lifetime",
+  "aws-role-arn",
+];
 
 /** A link to a file of this repository as a path from its root (and anchor), or undefined. */
 function localTarget(from: string, target: string): { path: string; anchor?: string } | undefined {
@@ -70,10 +88,15 @@ function localTarget(from: string, target: string): { path: string; anchor?: str
   return { path, anchor };
 }
 
-Deno.test("plugin.yml declares exactly the plugin's options, closed, with token-endpoint or issuer required", () => {
+Deno.test("plugin.yml declares exactly the plugin's options, closed, with token-endpoint, issuer, aws-role-arn or google-credentials required", () => {
   assert.deepEqual(Object.keys(SCHEMA.properties).sort(), Object.keys(OPTIONS).sort());
   assert.equal(SCHEMA.additionalProperties, false);
-  assert.deepEqual(SCHEMA.anyOf, [{ required: ["token-endpoint"] }, { required: ["issuer"] }]);
+  assert.deepEqual(SCHEMA.anyOf, [
+    { required: ["token-endpoint"] },
+    { required: ["issuer"] },
+    { required: ["aws-role-arn"] },
+    { required: ["google-credentials"] },
+  ]);
   assert.deepEqual(SCHEMA.properties["client-auth"].enum, ["basic", "post"]);
   assert.deepEqual(SCHEMA.properties.hook.enum, ["environment", "pre-command"]);
   for (const name of ["redact", "debug"]) assert.equal(SCHEMA.properties[name].type, "boolean");
