@@ -693,21 +693,11 @@ token_exchange_rfc3339() {
   printf -v "$1" '%s' "$when"
 }
 
-# token_exchange_hook HOOK PLUGIN_DIR: the environment and pre-command hooks. Exchanges the token and
-# exports it when HOOK is the one the `hook` option selects; returns non-zero on failure.
-token_exchange_hook() {
-  local hook="$1" plugin_dir="$2" selected env_var token_file redact refresh google aws_role
-  local token_exchange_debug_on token_exchange_mode=exchange token_exchange_oidc_var="" oidc_option
-  local token_exchange_oidc_file=false
-  token_exchange_option selected HOOK environment
-  case "$selected" in
-    environment | pre-command) ;;
-    *)
-      token_exchange_config_error "hook is \"$(token_exchange_printable "$selected")\": use environment or pre-command"
-      return 2
-      ;;
-  esac
-  [[ "$selected" == "$hook" ]] || return 0
+# token_exchange_setup PLUGIN_DIR: reads and checks this entry's options into the caller's variables
+# (env_var, token_file, redact, refresh, aws_role, token_exchange_mode, token_exchange_oidc_var,
+# token_exchange_oidc_file, token_exchange_debug_on): exit 2 naming the option on a mistake.
+token_exchange_setup() {
+  local plugin_dir="$1" google oidc_option
   token_exchange_check_options || return 2
   token_exchange_boolean token_exchange_debug_on DEBUG false || return 2
   token_exchange_boolean redact REDACT true || return 2
@@ -734,8 +724,11 @@ token_exchange_hook() {
   elif [[ -n "$aws_role" || "$google" == true ]]; then
     token_exchange_mode=aws
     [[ "$google" != true ]] || token_exchange_mode=google
-    if [[ -n "$token_file" ]]; then
-      token_exchange_config_error "token-file is for the token an exchange issues, and with ${aws_role:+aws-role-arn}${aws_role:-google-credentials} the plugin makes none (the ${token_exchange_mode/aws/AWS}${token_exchange_mode/google/} tools exchange the OIDC token themselves): remove token-file"
+    if [[ -n "$token_file" && "$token_exchange_mode" == aws ]]; then
+      token_exchange_config_error "token-file is for the token an exchange issues, and with aws-role-arn the plugin makes none (the AWS tools exchange the OIDC token themselves): remove token-file"
+      return 2
+    elif [[ -n "$token_file" ]]; then
+      token_exchange_config_error "token-file is for the token an exchange issues, and with google-credentials the plugin makes none (Google's tools exchange the OIDC token themselves): remove token-file"
       return 2
     fi
     token_exchange_oidc_file=true
@@ -753,6 +746,24 @@ token_exchange_hook() {
   fi
   # What refresh keeps fresh is files: with an exchange, the token's.
   [[ "$refresh" != true || "$token_exchange_mode" != exchange || -n "$token_file" ]] || token_file=true
+}
+
+# token_exchange_hook HOOK PLUGIN_DIR: the environment and pre-command hooks. Exchanges the token and
+# exports it when HOOK is the one the `hook` option selects; returns non-zero on failure.
+token_exchange_hook() {
+  local hook="$1" plugin_dir="$2" selected env_var token_file redact refresh aws_role
+  local token_exchange_debug_on token_exchange_mode=exchange token_exchange_oidc_var=""
+  local token_exchange_oidc_file=false
+  token_exchange_option selected HOOK environment
+  case "$selected" in
+    environment | pre-command) ;;
+    *)
+      token_exchange_config_error "hook is \"$(token_exchange_printable "$selected")\": use environment or pre-command"
+      return 2
+      ;;
+  esac
+  [[ "$selected" == "$hook" ]] || return 0
+  token_exchange_setup "$plugin_dir" || return
 
   case "$token_exchange_mode" in
     exchange) echo "~~~ :key: Exchanging the job's OIDC token for ${env_var}" ;;
@@ -827,7 +838,7 @@ token_exchange_hook() {
     # shellcheck source=lib/refresh.bash
     . "${plugin_dir}/lib/refresh.bash"
     token_exchange_expiry expires_at
-    token_exchange_start_refresher "$private" "$expires_at" || return 1
+    token_exchange_start_refresher "$plugin_dir" "$private" "$expires_at" "$token_exchange_token_path" || return 1
     exported+="; kept fresh until the job ends"
   fi
   echo "Exported ${exported}${lifetime}"

@@ -23,13 +23,29 @@ token_exchange_refresh_wait() {
   return 0
 }
 
-# token_exchange_refresh_loop PRIVATE EXPIRES_AT: the refresher itself (in a background subshell).
-# EXPIRES_AT is when the shorter-lived of the current tokens expires (epoch seconds).
-token_exchange_refresh_loop() {
-  local private="$1" expires_at="$2" now obtained wait failures=0 deadline message
-  local watched="${TOKEN_EXCHANGE_JOB_PID:-$PPID}"
+# token_exchange_refresher PLUGIN_DIR PRIVATE EXPIRES_AT TOKEN_PATH WATCHED: the refresher itself, in
+# a bash of its own (a fork of the hook's would keep its memory): reads the entry's options again
+# as the hook did, then renews until stopped. EXPIRES_AT is when the first of the current tokens
+# expires (epoch seconds); WATCHED is the job's process.
+token_exchange_refresher() {
+  # shellcheck disable=SC2034 # the functions it calls read and set these (bash's dynamic scope)
+  local plugin_dir="$1" private="$2" expires_at="$3" token_exchange_token_path="$4" watched="$5"
+  # shellcheck disable=SC2034
+  local env_var token_file redact refresh aws_role token_exchange_debug_on token_exchange_mode=exchange
+  # shellcheck disable=SC2034
+  local token_exchange_oidc_var="" token_exchange_oidc_file=false now obtained wait failures=0
+  local deadline message
+  # shellcheck disable=SC2034
+  local -a token_exchange_cli=() token_exchange_agent=()
   set +e +u +o pipefail
+  # Not the job's checkout, which may go away first (and then no program could start here).
+  cd / || exit 1
   exec 9<>"${private}/refresher.fifo" || exit 1
+  token_exchange_setup "$plugin_dir" >/dev/null 2>&1 || exit 2
+  token_exchange_agent_args >/dev/null 2>&1 || exit 2
+  if [[ "$token_exchange_mode" == exchange ]]; then
+    token_exchange_command "$plugin_dir" >/dev/null 2>&1 || exit 2
+  fi
   token_exchange_now now
   obtained="$now"
   deadline=$((now + TOKEN_EXCHANGE_REFRESH_CAP_SECONDS))
@@ -79,15 +95,19 @@ token_exchange_refresh_loop() {
   done
 }
 
-# token_exchange_start_refresher PRIVATE EXPIRES_AT: starts this entry's refresher, detached from the
-# hook's output, and records its PID for pre-exit.
+# token_exchange_start_refresher PLUGIN_DIR PRIVATE EXPIRES_AT TOKEN_PATH: starts this entry's
+# refresher, detached from the hook's output, and records its PID for pre-exit. It watches the
+# process that runs the hooks for the job (the agent's), or TOKEN_EXCHANGE_JOB_PID.
 token_exchange_start_refresher() {
-  local private="$1"
+  local plugin_dir="$1" private="$2"
   if ! mkfifo -m 0600 "${private}/refresher.fifo" 2>/dev/null; then
     token_exchange_error "Cannot start the token refresher: mkfifo failed in ${private}"
     return 1
   fi
-  (token_exchange_refresh_loop "$private" "$2") </dev/null >/dev/null 2>&1 &
+  # shellcheck disable=SC2016 # expanded by the refresher's bash
+  bash -c '. "$1/lib/plugin.bash" && . "$1/lib/credentials.bash" && . "$1/lib/refresh.bash" && token_exchange_refresher "$@"' \
+    token-exchange-refresher "$plugin_dir" "$private" "$3" "$4" "${TOKEN_EXCHANGE_JOB_PID:-$PPID}" \
+    </dev/null >/dev/null 2>&1 &
   printf '%s\n' "$!" >"${private}/refresher.pid"
   token_exchange_debug "Started the token refresher (PID $!), which renews at two thirds of the tokens' lifetime"
 }
