@@ -3,6 +3,7 @@
 // hook tests of issue 12 can rely on them.
 
 import assert from "node:assert/strict";
+import { ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
 import {
   ACCESS_TOKEN_TYPE,
   externalAccount,
@@ -16,6 +17,7 @@ const WIF_AUDIENCE = "//iam.googleapis.com/projects/123456789/locations/global/"
 const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
 const JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt";
 const SERVICE_ACCOUNT = "deployer@acme-prod.iam.gserviceaccount.com";
+const ROLE_ARN = "arn:aws:iam::123456789012:role/deployer";
 
 /** Runs FN with a fresh temporary directory, removed afterwards. */
 async function inTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
@@ -198,4 +200,71 @@ Deno.test("the Google stand-ins refuse requests Google would refuse", async () =
     status: 404,
     stray: ["GET /computeMetadata/v1/project/project-id"],
   });
+});
+
+Deno.test("the AWS SDK assumes the role with the current web identity token at AWS_ENDPOINT_URL_STS, across a change of the file", async () => {
+  await using aws = startAwsStandIn();
+  await inTempDir("aws-client-", async (dir) => {
+    await Deno.writeTextFile(`${dir}/oidc-token`, "web-identity-one");
+    const run = await runAwsClient(aws, {
+      AWS_ROLE_ARN: ROLE_ARN,
+      AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/oidc-token`,
+      AWS_ROLE_SESSION_NAME: "buildkite-acme-deploy-42",
+    }, {
+      between: () => Deno.writeTextFile(`${dir}/oidc-token`, "web-identity-two"),
+    });
+    const arn = "arn:aws:sts::123456789012:assumed-role/deployer/buildkite-acme-deploy-42";
+    assert.deepEqual(
+      run.rounds.map(({ accessKeyId, arn }) => ({ accessKeyId, arn })),
+      run.assumeRole.map((request) => ({ accessKeyId: request.issued, arn })),
+    );
+    assert.deepEqual(run.webIdentityTokens, ["web-identity-one", "web-identity-two"]);
+    assert.deepEqual(run.assumeRole[0]!.form, [
+      ["Action", "AssumeRoleWithWebIdentity"],
+      ["Version", "2011-06-15"],
+      ["RoleArn", ROLE_ARN],
+      ["RoleSessionName", "buildkite-acme-deploy-42"],
+      ["WebIdentityToken", "web-identity-one"],
+    ]);
+    assert.deepEqual(
+      run.callerIdentity,
+      run.assumeRole.map((request) => ({ accessKeyId: request.issued, region: "us-east-1", arn })),
+    );
+    assert.deepEqual({ code: run.code, stray: aws.stray }, { code: 0, stray: [] });
+  });
+});
+
+Deno.test("the AWS SDK reports what the STS stand-in refuses: a bad session name, an untrusted token", async () => {
+  await using aws = startAwsStandIn({
+    checkWebIdentityToken: (token) => token === "untrusted" ? "Token is not trusted" : undefined,
+  });
+  await inTempDir("aws-client-", async (dir) => {
+    await Deno.writeTextFile(`${dir}/oidc-token`, "web-identity-one");
+    const env = {
+      AWS_ROLE_ARN: ROLE_ARN,
+      AWS_WEB_IDENTITY_TOKEN_FILE: `${dir}/oidc-token`,
+      AWS_ROLE_SESSION_NAME: "build 42/deploy",
+    };
+    const badName = await runAwsClient(aws, env, { rounds: 1 });
+    assert.match(badName.rounds[0]?.error ?? "", /roleSessionName/);
+    assert.deepEqual(badName.callerIdentity, []);
+
+    await Deno.writeTextFile(`${dir}/oidc-token`, "untrusted");
+    const untrusted = await runAwsClient(aws, { ...env, AWS_ROLE_SESSION_NAME: "build-42" }, {
+      rounds: 1,
+    });
+    assert.match(untrusted.rounds[0]?.error ?? "", /Token is not trusted/);
+    assert.deepEqual(untrusted.assumeRole.map((request) => request.error), [
+      "InvalidIdentityToken: Token is not trusted",
+    ]);
+  });
+});
+
+Deno.test("the AWS stand-in's session name rule is AWS's: 2 to 64 of [\\w+=,.@-]", () => {
+  const valid = ["ab", "a".repeat(64), "build_42+=,.@-x"];
+  const invalid = ["a", "a".repeat(65), "build 42", "build/42", "bäume", ""];
+  assert.deepEqual(
+    [...valid, ...invalid].map((name) => ROLE_SESSION_NAME.test(name)),
+    [...valid.map(() => true), ...invalid.map(() => false)],
+  );
 });
