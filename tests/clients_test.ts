@@ -3,6 +3,7 @@
 // hook tests of issue 12 can rely on them.
 
 import assert from "node:assert/strict";
+import { decodeJwt } from "../_jwt.ts";
 import { ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
 import {
   ACCESS_TOKEN_TYPE,
@@ -11,6 +12,7 @@ import {
   startGoogleStandIns,
   TOKEN_EXCHANGE_GRANT,
 } from "./_google.ts";
+import { mintedTokens, REFRESH_STANDIN_BIN } from "./_refresh_agent.ts";
 
 const WIF_AUDIENCE = "//iam.googleapis.com/projects/123456789/locations/global/" +
   "workloadIdentityPools/buildkite/providers/acme";
@@ -267,4 +269,163 @@ Deno.test("the AWS stand-in's session name rule is AWS's: 2 to 64 of [\\w+=,.@-]
     [...valid, ...invalid].map((name) => ROLE_SESSION_NAME.test(name)),
     [...valid.map(() => true), ...invalid.map(() => false)],
   );
+});
+
+const BASH = ["/usr/bin/bash", "/bin/bash"].find((path) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+})!;
+
+interface AgentResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the refresh stand-in agent under bash with nothing on PATH, so it can use builtins only. */
+async function runAgent(
+  log: string,
+  args: string[],
+  env: Record<string, string> = {},
+  stdin?: string,
+): Promise<AgentResult> {
+  const child = new Deno.Command(BASH, {
+    args: [`${REFRESH_STANDIN_BIN}/buildkite-agent`, ...args],
+    clearEnv: true,
+    env: { PATH: "/nonexistent", STANDIN_LOG: log, ...env },
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+Deno.test("the refresh stand-in agent mints a fresh short-lived JWT on every call, with builtins only", async () => {
+  await inTempDir("refresh-agent-", async (dir) => {
+    const log = `${dir}/agent.log`;
+    const before = Math.floor(Date.now() / 1000);
+    const first = await runAgent(log, ["oidc", "request-token", "--audience", "sts.amazonaws.com"]);
+    const second = await runAgent(log, [
+      "oidc",
+      "request-token",
+      "--audience=//iam.googleapis.com/x",
+      "--claim",
+      "organization_id,pipeline_id",
+    ]);
+    const after = Math.floor(Date.now() / 1000);
+    assert.deepEqual([first.code, first.stderr, second.code, second.stderr], [0, "", 0, ""]);
+    const minted = await mintedTokens(log);
+    assert.deepEqual(minted.map(({ token }) => `${token}\n`), [first.stdout, second.stdout]);
+
+    const [one, two] = minted.map(({ token }) => decodeJwt(token)!);
+    assert.deepEqual(one!.header, { alg: "RS256", kid: "standin-agent-key", typ: "JWT" });
+    for (
+      const [decoded, aud] of [[one!, "sts.amazonaws.com"], [
+        two!,
+        "//iam.googleapis.com/x",
+      ]] as const
+    ) {
+      const { iat, nbf, exp, jti, ...rest } = decoded.claims as {
+        iat: number;
+        nbf: number;
+        exp: number;
+        jti: string;
+        [claim: string]: unknown;
+      };
+      assert.ok(iat >= before && iat <= after, `iat ${iat} is now`);
+      assert.deepEqual({ nbf, lifetime: exp - iat }, { nbf: iat, lifetime: 4 });
+      assert.match(jti, /^standin-\d+-\d+-\d+$/);
+      assert.deepEqual([rest.iss, rest.aud, rest.job_id], [
+        "https://agent.buildkite.com",
+        aud,
+        "0184990a-477b-4fa8-9968-496074483cee",
+      ]);
+    }
+    assert.notEqual(one!.claims.jti, two!.claims.jti);
+    assert.deepEqual(
+      [two!.claims.organization_id, two!.claims.pipeline_id],
+      ["standin-organization_id", "standin-pipeline_id"],
+    );
+    assert.notEqual(minted[0]!.token.split(".")[2], minted[1]!.token.split(".")[2]);
+    assert.equal((await Deno.readTextFile(log)).split("\n").filter((l) => l).length, 2);
+  });
+});
+
+Deno.test("the refresh stand-in agent's lifetime: STANDIN_OIDC_LIFETIME, else --lifetime, else 4 s", async () => {
+  await inTempDir("refresh-agent-", async (dir) => {
+    const log = `${dir}/agent.log`;
+    await runAgent(log, ["oidc", "request-token", "--lifetime", "90"]);
+    await runAgent(log, ["oidc", "request-token", "--lifetime", "90"], {
+      STANDIN_OIDC_LIFETIME: "2",
+    });
+    await runAgent(log, ["oidc", "request-token"]);
+    const lifetimes = (await mintedTokens(log)).map(({ claims }) =>
+      (claims.exp as number) - (claims.iat as number)
+    );
+    assert.deepEqual(lifetimes, [90, 2, 4]);
+    assert.deepEqual((await mintedTokens(log)).map(({ claims }) => claims.aud), [
+      "buildkite",
+      "buildkite",
+      "buildkite",
+    ]);
+  });
+});
+
+Deno.test("the refresh stand-in agent refuses while the stop file exists, and records every call", async () => {
+  await inTempDir("refresh-agent-", async (dir) => {
+    const log = `${dir}/agent.log`;
+    const env = { STANDIN_OIDC_STOP_FILE: `${dir}/stop` };
+    assert.equal((await runAgent(log, ["oidc", "request-token"], env)).code, 0);
+    await Deno.writeTextFile(`${dir}/stop`, "");
+    const refused = await runAgent(log, ["oidc", "request-token", "--audience", "a"], env);
+    assert.deepEqual({ code: refused.code, stdout: refused.stdout }, { code: 1, stdout: "" });
+    assert.match(
+      refused.stderr,
+      /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d FATAL {2}Failed to get OIDC token: the job is no longer running \(stand-in agent stopped\)\n$/,
+    );
+    await Deno.remove(`${dir}/stop`);
+    assert.equal((await runAgent(log, ["oidc", "request-token"], env)).code, 0);
+    assert.equal((await mintedTokens(log)).length, 2);
+    assert.deepEqual(
+      (await Deno.readTextFile(log)).split("\n").filter((l) => l).map((l) => l.split("\x1f")),
+      [
+        ["oidc", "request-token"],
+        ["oidc", "request-token", "--audience", "a"],
+        ["oidc", "request-token"],
+      ],
+    );
+  });
+});
+
+Deno.test("the refresh stand-in agent records redactor add's stdin and refuses what the agent would", async () => {
+  await inTempDir("refresh-agent-", async (dir) => {
+    const log = `${dir}/agent.log`;
+    const redacted = await runAgent(log, ["redactor", "add"], {}, "a-secret\nsecond line");
+    assert.deepEqual(redacted, { code: 0, stdout: "", stderr: "" });
+    assert.equal(await Deno.readTextFile(`${log}.redacted`), "a-secret\nsecond line\n");
+
+    const badFlag = await runAgent(log, ["oidc", "request-token", "--audiense", "x"]);
+    assert.equal(badFlag.code, 1);
+    assert.match(badFlag.stderr, /FATAL {2}flag provided but not defined: --audiense\n$/);
+    const badLifetime = await runAgent(log, ["oidc", "request-token", "--lifetime", "soon"]);
+    assert.equal(badLifetime.code, 1);
+    assert.match(badLifetime.stderr, /FATAL {2}invalid lifetime: soon\n$/);
+    const unknown = await runAgent(log, ["meta-data", "get", "x"]);
+    assert.equal(unknown.code, 64);
+    assert.deepEqual(await mintedTokens(log), []);
+  });
 });
