@@ -239,14 +239,18 @@ export interface ExternalAccountOptions {
   tokenLifetimeSeconds?: number;
 }
 
-/** An `external_account` credentials object with a file credential source (text format). */
+/**
+ * An `external_account` credentials object with a file credential source in text format, as
+ * `gcloud iam workload-identity-pools create-cred-config` writes one.
+ */
 export function externalAccount(options: ExternalAccountOptions): Record<string, unknown> {
   return {
     type: "external_account",
+    universe_domain: "googleapis.com",
     audience: options.audience,
     subject_token_type: options.subjectTokenType ?? "urn:ietf:params:oauth:token-type:jwt",
     token_url: options.tokenUrl,
-    credential_source: { file: options.subjectTokenFile },
+    credential_source: { file: options.subjectTokenFile, format: { type: "text" } },
     ...options.serviceAccountImpersonationUrl === undefined ? {} : {
       service_account_impersonation_url: options.serviceAccountImpersonationUrl,
     },
