@@ -6,6 +6,9 @@
 
 import assert from "node:assert/strict";
 import { DENO_BIN_DIR, listTree, PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
+import { runGoogleClient, startGoogleStandIns } from "./_google.ts";
+import { mintedTokens } from "./_refresh_agent.ts";
 import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 
 export const REFRESH_BIN = `${PLUGIN_DIR}/tests/bin-refresh`;
@@ -139,7 +142,7 @@ Deno.test("the refresher ends by itself when the agent stops issuing tokens, and
   assert.equal(ended.code, 0);
   assert.match(
     ended.stderr,
-    /^⚠️ The token refresher for FEDERATED_ACCESS_TOKEN failed: buildkite-agent oidc request-token failed \(exit status 1\): .*FATAL Failed to get OIDC token: the job is no longer running/,
+    /^⚠️ The token refresher for FEDERATED_ACCESS_TOKEN failed: buildkite-agent oidc request-token failed \(exit status 1\): .*FATAL\s+Failed to get OIDC token: the job is no longer running/,
   );
   assert.deepEqual(await listTree(job.tmp), []);
 });
@@ -302,4 +305,119 @@ Deno.test("whole-job options' mistakes are exit 2 naming the option, before the 
       );
     });
   }
+});
+
+/** Waits until FILE holds something other than BEFORE (the refresher renewed it). */
+async function renewed(file: string, before: string): Promise<string> {
+  let now = before;
+  await eventually(
+    `${file} renewed`,
+    async () => (now = await readOrEmpty(file)) !== before && now !== "",
+  );
+  return now;
+}
+
+const PROVIDER =
+  "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/buildkite/providers/acme";
+
+Deno.test("google-auth-library gets a token with the credentials file google-credentials writes, twice across a refresh, each time with the current OIDC token", async () => {
+  await using job = await longJob();
+  await using google = startGoogleStandIns({ lifetimeSeconds: 60 });
+  const options = {
+    "google-credentials": true,
+    audience: PROVIDER,
+    "target-audience": PROVIDER,
+    "token-endpoint": google.stsUrl,
+    "service-account": "deployer@acme-prod.iam.gserviceaccount.com",
+    "service-account-token-lifetime": 900,
+    refresh: true,
+  };
+  const env = {
+    ...job.env,
+    STANDIN_OIDC_LIFETIME: "3",
+    TOKEN_EXCHANGE_GOOGLE_IAM_URL: `${google.origin}/v1`,
+  };
+  const result = await runHooks(["environment"], { options, env, path: refreshPath() });
+  assert.equal(result.code, 0, result.stderr);
+  const credentials = result.exported["GOOGLE_APPLICATION_CREDENTIALS"]!;
+  assert.equal(result.exported["CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE"], credentials);
+  assert.equal((await Deno.stat(credentials)).mode! & 0o777, 0o600);
+  const oidcFile = `${job.privateDir()}/oidc-token`;
+  const initial = await Deno.readTextFile(oidcFile);
+  const current: string[] = [];
+  const run = await runGoogleClient(google, credentials, {
+    rounds: 2,
+    // The second token once the refresher has replaced the file's first one.
+    between: async () => {
+      current.push(await renewed(oidcFile, initial));
+    },
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(run.rounds.every((round) => round.token !== undefined), JSON.stringify(run.rounds));
+  const minted = (await mintedTokens(job.log)).map((m) => m.token);
+  const [first, second] = run.subjectTokens as [string, string];
+  assert.notEqual(first, second);
+  assert.ok(minted.indexOf(first) < minted.indexOf(second) && minted.indexOf(first) >= 0);
+  assert.notEqual(second, initial);
+  assert.deepEqual(run.sts.map((r) => [r.audience, r.subjectTokenType]), [
+    [PROVIDER, "urn:ietf:params:oauth:token-type:jwt"],
+    [PROVIDER, "urn:ietf:params:oauth:token-type:jwt"],
+  ]);
+  assert.deepEqual(run.iam.map((r) => r.serviceAccount), [
+    "deployer@acme-prod.iam.gserviceaccount.com",
+    "deployer@acme-prod.iam.gserviceaccount.com",
+  ]);
+  await runHooks(["pre-exit"], { options, env, path: refreshPath() });
+  assert.deepEqual(await listTree(job.tmp), []);
+});
+
+Deno.test("the AWS SDK gets credentials from the variables aws-role-arn exports, twice across a refresh, each time with the current OIDC token", async () => {
+  await using job = await longJob();
+  await using aws = startAwsStandIn({ lifetimeSeconds: 2 });
+  const options = {
+    "aws-role-arn": "arn:aws:iam::123456789012:role/deployer",
+    audience: "sts.amazonaws.com",
+    refresh: true,
+  };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "3" };
+  const result = await runHooks(["environment"], { options, env, path: refreshPath() });
+  assert.equal(result.code, 0, result.stderr);
+  const exported = {
+    AWS_ROLE_ARN: result.exported["AWS_ROLE_ARN"]!,
+    AWS_WEB_IDENTITY_TOKEN_FILE: result.exported["AWS_WEB_IDENTITY_TOKEN_FILE"]!,
+    AWS_ROLE_SESSION_NAME: result.exported["AWS_ROLE_SESSION_NAME"]!,
+  };
+  assert.deepEqual(exported, {
+    AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/deployer",
+    AWS_WEB_IDENTITY_TOKEN_FILE: `${job.privateDir()}/oidc-token`,
+    AWS_ROLE_SESSION_NAME: "buildkite-deploy-42-deploy",
+  });
+  assert.match(exported.AWS_ROLE_SESSION_NAME, ROLE_SESSION_NAME);
+  const initial = await Deno.readTextFile(exported.AWS_WEB_IDENTITY_TOKEN_FILE);
+  const run = await runAwsClient(aws, exported, {
+    rounds: 2,
+    between: async () => {
+      await renewed(exported.AWS_WEB_IDENTITY_TOKEN_FILE, initial);
+    },
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(
+    run.rounds.every((round) => round.accessKeyId !== undefined),
+    JSON.stringify(run.rounds),
+  );
+  assert.equal(
+    run.rounds[1]!.arn,
+    "arn:aws:sts::123456789012:assumed-role/deployer/buildkite-deploy-42-deploy",
+  );
+  const [first, second] = run.webIdentityTokens as [string, string];
+  assert.notEqual(first, second);
+  assert.notEqual(second, initial);
+  const minted = (await mintedTokens(job.log)).map((m) => m.token);
+  assert.ok(minted.indexOf(first) >= 0 && minted.indexOf(first) < minted.indexOf(second));
+  assert.deepEqual(run.assumeRole.map((r) => r.roleSessionName), [
+    "buildkite-deploy-42-deploy",
+    "buildkite-deploy-42-deploy",
+  ]);
+  await runHooks(["pre-exit"], { options, env, path: refreshPath() });
+  assert.deepEqual(await listTree(job.tmp), []);
 });
