@@ -3,7 +3,7 @@
 // the number of cases. fast-check prints the seed and the shrunk counterexample on a failure.
 
 import fc from "fast-check";
-import { ENV_PREFIX, FLAGS } from "../_cli_options.ts";
+import { ENV_PREFIX, FLAGS } from "../_cli_flags.ts";
 
 export { fc };
 
