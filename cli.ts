@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --no-prompt --allow-net --allow-run=buildkite-agent --allow-env
+#!/usr/bin/env -S deno run --no-prompt --allow-net --allow-env
 /**
  * The `token-exchange` command: exchanges a CI job's OIDC token for a federated access token with
  * OAuth 2.0 Token Exchange (RFC 8693) and prints it. Every option is a flag that falls back to its
@@ -9,12 +9,17 @@
  * failure.
  *
  * It runs from JSR or any URL as well as from a checkout: it reads no file of its own at run time.
- * Give it the narrowest permissions: network access to the endpoint's host only, `buildkite-agent`
- * as the only program it may run, and the environment.
+ * Give it the narrowest permissions: network access to the endpoint's host only, the environment,
+ * and in a Buildkite job `buildkite-agent` as the only program it may run. Elsewhere leave
+ * `--allow-run` out: there is no agent to run, and Deno would note on stderr that it cannot find
+ * one. (The first line of this file, for `./cli.ts`, grants no `--allow-run`.)
  *
  * ```sh
  * deno run --no-prompt --allow-net=sts.example.com --allow-run=buildkite-agent --allow-env \
  *   jsr:@equinixmetal/token-exchange/cli --token-endpoint https://sts.example.com/token
+ * deno run --no-prompt --allow-net=sts.example.com --allow-env \
+ *   jsr:@equinixmetal/token-exchange/cli --token-endpoint https://sts.example.com/token \
+ *   --subject-token-env MY_OIDC_TOKEN
  * ```
  *
  * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2}

@@ -16,6 +16,7 @@ import {
 } from "./_tokens.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { main } from "../cli.ts";
+import { blocks, read } from "./_markdown.ts";
 
 const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
 const CLAIMS_LINE =
@@ -706,6 +707,89 @@ Deno.test("cli.ts refuses a discovered token endpoint on another host even with 
     }", and this run may reach only that: set --token-endpoint to it instead of --issuer`,
   );
   assert.equal(elsewhere.requests.length, 0);
+});
+
+/**
+ * Every documented command that runs the CLI outside Buildkite (a token from GitHub Actions,
+ * GitLab, a variable or a file), as its words after `deno`: the shell's line continuations and
+ * YAML's folded lines joined.
+ */
+async function documentedCommands(): Promise<string[][]> {
+  const commands: string[][] = [];
+  for (const path of ["docs/cli.md", "docs/beyond-buildkite.md", "README.md"]) {
+    const text = await read(path);
+    for (const code of [...blocks(text, "sh"), ...blocks(text, "yaml")]) {
+      const joined = code.replace(/\\\n\s*/g, " ").replace(/\n\s+(?!- )(?=\S)/g, " ");
+      for (const match of joined.matchAll(/\bdeno (run [^)"\n]*)/g)) {
+        const words = match[1]!.trim().split(/\s+/);
+        if (words.some((word) => /^--subject-token-(env|file|source)$/.test(word))) {
+          commands.push(words);
+        }
+      }
+    }
+  }
+  return commands;
+}
+
+Deno.test("cli.ts run as the docs and its first line show, where there is no buildkite-agent, writes nothing on stderr", async (t) => {
+  await using actions = startTokenEndpoint(() => Response.json({ value: SUBJECT_TOKEN }));
+  await using server = startTokenEndpoint(issued);
+  const work = await Deno.makeTempDir({ prefix: "documented-commands-" });
+  try {
+    const commands = await documentedCommands();
+    // The first line of cli.ts, for ./cli.ts on a laptop.
+    const shebang = (await Deno.readTextFile(CLI)).split("\n", 1)[0]!;
+    assert.match(shebang, /^#!\/usr\/bin\/env -S deno run /);
+    commands.push([
+      ...shebang.replace(/^.* deno /, "").split(" "),
+      CLI,
+      "--token-endpoint",
+      "https://sts.example.com/token",
+      "--subject-token-env",
+      "MY_OIDC_TOKEN",
+    ]);
+    assert.ok(commands.length >= 4, JSON.stringify(commands));
+    for (const words of commands) {
+      const args = words.slice(1).map((word) =>
+        word.replace(/^jsr:@equinixmetal\/token-exchange@[^/]+\/cli$/, CLI)
+          .replace(/^https:\/\/sts\.example\.com\/\S*token$/, server.url)
+          .replace(/^--allow-net=sts\.example\.com$/, "--allow-net=127.0.0.1")
+      );
+      const cli = args.indexOf(CLI);
+      assert.ok(cli > 0, `not the CLI: ${words.join(" ")}`);
+      const name = args.slice(cli + 1).filter((word) => word.startsWith("--subject-token")).join(
+        " ",
+      );
+      await t.step(name, async () => {
+        const file = args[args.indexOf("--subject-token-file") + 1];
+        if (file !== undefined) await Deno.writeTextFile(`${work}/${file}`, SUBJECT_TOKEN);
+        const variable = args[args.indexOf("--subject-token-env") + 1];
+        const result = await runCli(args.slice(cli + 1), {
+          permissions: args.slice(1, cli),
+          noAgent: true,
+          cwd: work,
+          env: {
+            ACTIONS_ID_TOKEN_REQUEST_URL: `${actions.origin}/_apis/token?api-version=2.0`,
+            ACTIONS_ID_TOKEN_REQUEST_TOKEN: "actions-request-token",
+            ...(variable === undefined ? {} : { [variable]: SUBJECT_TOKEN }),
+          },
+        });
+        assert.deepEqual(result, {
+          code: 0,
+          stdout: `${ISSUED_TOKEN}\n`,
+          stderr: "",
+          agentCalls: [],
+        });
+      });
+    }
+    assert.ok(actions.requests.length >= 1, "the GitHub Actions example was not run");
+    assert.deepEqual(
+      server.requests.map((r) => new URLSearchParams(r.body).get("subject_token")),
+      commands.map(() => SUBJECT_TOKEN),
+    );
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
 });
 
 Deno.test("main() reads the subject token from the environment it is given, not the process's", async () => {
