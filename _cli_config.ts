@@ -11,6 +11,7 @@ import {
   UsageError,
 } from "./_cli_flags.ts";
 import { TOKEN_TYPES } from "./_constants.ts";
+import { execCredentialApiVersion } from "./_exec_credential.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "./_http.ts";
 import {
   checkParameters,
@@ -28,6 +29,8 @@ export type OutputFormat =
   | "token"
   /** The response fields as one JSON object. */
   | "json"
+  /** A client.authentication.k8s.io ExecCredential, for kubectl's exec credential plugins. */
+  | "kubernetes"
   /** The hooks' format: token and expires_in lines on stdout, error lines there too. */
   | "hook";
 
@@ -35,6 +38,8 @@ export type OutputFormat =
 export interface CliConfig {
   debug: boolean;
   format: OutputFormat;
+  /** For `--format kubernetes`: the ExecCredential apiVersion that KUBERNETES_EXEC_INFO asks for. */
+  execCredentialApiVersion?: string;
   tokenEndpoint: URL | undefined;
   issuer: URL | undefined;
   source: SubjectTokenSource;
@@ -81,7 +86,12 @@ export function parseCommandLine(args: readonly string[], env: Env): CliCommand 
 /** The configuration of a run, from its options. */
 function readConfig(options: OptionValues): CliConfig {
   const debug = options.boolean("debug");
-  const format = options.oneOf("format", ["token", "json"] as const, "token", ["hook"] as const);
+  const format = options.oneOf(
+    "format",
+    ["token", "json", "kubernetes"] as const,
+    "token",
+    ["hook"] as const,
+  );
   const clientAuth = options.oneOf("client-auth", ["basic", "post"] as const, "basic");
   const { tokenEndpoint, issuer, plugin } = readEndpoint(options, format === "hook");
   const timeout = readTimeout(options);
@@ -92,6 +102,8 @@ function readConfig(options: OptionValues): CliConfig {
   const config: CliConfig = {
     debug,
     format,
+    ...(format === "kubernetes" &&
+      { execCredentialApiVersion: execCredentialApiVersion(options.env("KUBERNETES_EXEC_INFO")) }),
     tokenEndpoint,
     issuer,
     source,

@@ -300,7 +300,7 @@ const USAGE_ERRORS: [string, string[], Record<string, string>, string][] = [
     "an unknown format",
     ["--token-endpoint", url, "--format", "yaml"],
     {},
-    '--format is "yaml": use token or json',
+    '--format is "yaml": use token or json or kubernetes',
   ],
   [
     "a non-boolean debug",
@@ -611,4 +611,30 @@ Deno.test("parameterLabel() names the library's parameters as the options the us
     "client-secret-env",
     "actorToken",
   ]);
+});
+
+Deno.test("parseCommandLine() reads KUBERNETES_EXEC_INFO for --format kubernetes only, refusing one it cannot answer", () => {
+  const env = (info?: string) => ({
+    [`${P}TOKEN_ENDPOINT`]: ENDPOINT,
+    ...(info === undefined ? {} : { KUBERNETES_EXEC_INFO: info }),
+  });
+  const v1beta1 =
+    '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{"interactive":false}}';
+  assert.equal(
+    configOf(["--format", "kubernetes"], env(v1beta1)).execCredentialApiVersion,
+    "client.authentication.k8s.io/v1beta1",
+  );
+  assert.equal(
+    configOf(["--format=kubernetes"], env()).execCredentialApiVersion,
+    "client.authentication.k8s.io/v1",
+  );
+  assert.equal(configOf([], env("not read")).execCredentialApiVersion, undefined);
+  assert.equal(
+    usageError(["--format", "kubernetes"], env("{}")),
+    "KUBERNETES_EXEC_INFO is not an ExecCredential with an apiVersion: unset it, or let kubectl set it",
+  );
+  assert.equal(
+    usageError(["--format", "yaml"], env()),
+    '--format is "yaml": use token or json or kubernetes',
+  );
 });

@@ -149,8 +149,9 @@ export const FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   format: {
     kind: "string",
-    arg: "token|json",
-    help: "print only the token, or the response fields as JSON [default: token]",
+    arg: "token|json|kubernetes",
+    help:
+      "print only the token, the response fields as JSON, or a Kubernetes ExecCredential [default: token]",
   },
   debug: {
     kind: "boolean",

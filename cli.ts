@@ -4,7 +4,8 @@
  * OAuth 2.0 Token Exchange (RFC 8693) and prints it. Every option is a flag that falls back to its
  * `BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*` variable. The subject token comes from
  * `buildkite-agent oidc request-token`, or with `--subject-token-source github-actions|gitlab`
- * from those CI systems, or from `--subject-token-env` / `--subject-token-file`. Exit status: 0
+ * from those CI systems, or from `--subject-token-env` / `--subject-token-file`. `--format
+ * kubernetes` prints it as a Kubernetes ExecCredential, for a kubeconfig's exec user. Exit status: 0
  * success, 2 usage or configuration error (found before anything is run or sent), 1 any other
  * failure.
  *
@@ -42,6 +43,7 @@ import { type Env, helpText, UsageError } from "./_cli_flags.ts";
 import { directLoopbackFetch } from "./_direct_fetch.ts";
 import { InvalidResponseError, TokenExchangeError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
+import { execCredential } from "./_exec_credential.ts";
 import type { HttpInternals, HttpOptions } from "./_http.ts";
 import { maskSecrets, oneLine, summarise } from "./_redact.ts";
 import { type TokenExchangeResponse, tokenProblem } from "./_response.ts";
@@ -114,6 +116,13 @@ function output(config: CliConfig, result: TokenExchangeResponse): string {
         }
       }
       return toJson(result);
+    case "kubernetes":
+      return execCredential(
+        config.execCredentialApiVersion!,
+        result.accessToken,
+        result.expiresIn,
+        Date.now(),
+      );
     case "token":
       return result.accessToken;
   }
@@ -121,7 +130,8 @@ function output(config: CliConfig, result: TokenExchangeResponse): string {
 
 /**
  * Runs the command: reads the options, gets the subject token, exchanges it, and prints the
- * issued token (or the response fields as JSON) on stdout, or one error line on stderr.
+ * issued token (or the response fields as JSON, or a Kubernetes ExecCredential) on stdout, or one
+ * error line on stderr.
  *
  * @see {@link https://www.rfc-editor.org/rfc/rfc8693#section-2.1}
  *

@@ -70,6 +70,7 @@ export const EDGE_VALUES = [
   "post",
   "token",
   "json",
+  "kubernetes",
   "buildkite",
   "github-actions",
   "gitlab",
@@ -133,7 +134,7 @@ export const GOOD_VALUES: Readonly<Record<string, readonly string[]>> = {
   "subject-token-env": ["MY_TOKEN"],
   "subject-token-file": ["/tmp/subject-token", "-"],
   "subject-token-source": ["buildkite", "github-actions", "gitlab"],
-  format: ["token", "json"],
+  format: ["token", "json", "kubernetes"],
   debug: ["true", "false"],
 };
 

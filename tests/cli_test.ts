@@ -67,6 +67,48 @@ Deno.test("cli.ts --format json prints the response fields that are present", as
   assert.equal(result.stdout.trim().split("\n").length, 1);
 });
 
+Deno.test("cli.ts --format kubernetes prints one ExecCredential in the apiVersion KUBERNETES_EXEC_INFO names", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  const info = (apiVersion: string) =>
+    JSON.stringify({ kind: "ExecCredential", apiVersion, spec: { interactive: false } });
+  await t.step("v1beta1, as kubectl 1.20 asks", async () => {
+    const before = Math.floor(Date.now() / 1000);
+    const result = await runCli(["--token-endpoint", server.url, "--format", "kubernetes"], {
+      env: { KUBERNETES_EXEC_INFO: info("client.authentication.k8s.io/v1beta1") },
+    });
+    assert.deepEqual(
+      { code: result.code, stderr: result.stderr, lines: result.stdout.split("\n") },
+      {
+        code: 0,
+        stderr: "",
+        lines: [result.stdout.trimEnd(), ""],
+      },
+    );
+    const credential = JSON.parse(result.stdout);
+    const expiry = Date.parse(credential.status.expirationTimestamp) / 1000;
+    assert.match(credential.status.expirationTimestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.ok(expiry >= before + 3600 && expiry <= Date.now() / 1000 + 3600, String(expiry));
+    assert.deepEqual(credential, {
+      apiVersion: "client.authentication.k8s.io/v1beta1",
+      kind: "ExecCredential",
+      status: { token: ISSUED_TOKEN, expirationTimestamp: credential.status.expirationTimestamp },
+    });
+  });
+  await t.step("an apiVersion it cannot answer in: exit 2 before the agent is asked", async () => {
+    const result = await runCli(["--token-endpoint", server.url, "--format", "kubernetes"], {
+      env: { KUBERNETES_EXEC_INFO: info("client.authentication.k8s.io/v1alpha1") },
+    });
+    assert.deepEqual(result, {
+      code: 2,
+      stdout: "",
+      stderr:
+        'token-exchange: KUBERNETES_EXEC_INFO asks for apiVersion "client.authentication.k8s.io/v1alpha1": set the kubeconfig\'s exec apiVersion to client.authentication.k8s.io/v1 or client.authentication.k8s.io/v1beta1\n',
+      agentCalls: [],
+    });
+  });
+  assert.equal(server.requests.length, 1);
+});
+
 Deno.test("cli.ts reads the subject token from stdin instead of the agent", async () => {
   await using server = startTokenEndpoint(issued);
   const result = await runCli(["--token-endpoint", server.url, "--subject-token-file", "-"], {

@@ -309,7 +309,11 @@ function checkConfig(command: CliCommand): void {
   if (config.clientSecret !== undefined) {
     assert.ok(config.clientId !== undefined && config.clientSecret !== "");
   }
-  assert.ok(["token", "json"].includes(config.format));
+  assert.ok(["token", "json", "kubernetes"].includes(config.format));
+  assert.equal(
+    config.execCredentialApiVersion,
+    config.format === "kubernetes" ? "client.authentication.k8s.io/v1" : undefined,
+  );
   assert.ok(config.targetAudience.every((audience) => audience.trim() !== ""));
   assert.ok(["basic", "post"].includes(config.clientAuth));
 }
@@ -435,6 +439,8 @@ Deno.test("cli.ts exits 0, 1 or 2 as its parsed options predict, for random flag
               assert.equal(
                 config!.format === "json"
                   ? JSON.parse(result.stdout).access_token
+                  : config!.format === "kubernetes"
+                  ? JSON.parse(result.stdout).status.token
                   : result.stdout.trimEnd(),
                 ISSUED_TOKEN,
                 context,

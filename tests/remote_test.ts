@@ -26,6 +26,7 @@ const CLI_MODULES = [
   "_discovery.ts",
   "_errors.ts",
   "_exchange.ts",
+  "_exec_credential.ts",
   "_http.ts",
   "_json.ts",
   "_jwt.ts",
