@@ -149,9 +149,9 @@ export const FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   format: {
     kind: "string",
-    arg: "token|json|kubernetes",
+    arg: "FORMAT",
     help:
-      "print only the token, the response fields as JSON, or a Kubernetes ExecCredential [default: token]",
+      "token (only the token), json (the response fields) or kubernetes (an ExecCredential) [default: token]",
   },
   debug: {
     kind: "boolean",
