@@ -11,8 +11,9 @@ import {
   UsageError,
 } from "./_cli_flags.ts";
 import { TOKEN_TYPES } from "./_constants.ts";
-import { execCredentialApiVersion } from "./_exec_credential.ts";
 import { DEFAULT_RETRIES, DEFAULT_TIMEOUT_MS } from "./_http.ts";
+import { decodeJson } from "./_json.ts";
+import { summarise } from "./_redact.ts";
 import {
   checkParameters,
   type ClientAuthMethod,
@@ -189,6 +190,40 @@ function readRetries(options: OptionValues): number {
     throw new UsageError(`${source.from} is "${source.value}": use a whole number from 0 to 100`);
   }
   return Number(source.value);
+}
+
+/** The ExecCredential versions `--format kubernetes` writes; kubectl 1.20 knows only v1beta1. */
+export const EXEC_CREDENTIAL_VERSIONS: readonly string[] = [
+  "client.authentication.k8s.io/v1",
+  "client.authentication.k8s.io/v1beta1",
+];
+
+/**
+ * The ExecCredential apiVersion to answer in, from KUBERNETES_EXEC_INFO: kubectl sets it to an
+ * ExecCredential (with only `spec`) in the apiVersion its kubeconfig's exec block asked for.
+ * Unset, v1.
+ *
+ * @param info The variable's value.
+ * @returns The apiVersion.
+ * @throws {UsageError} When the variable is not an ExecCredential naming a version written here.
+ */
+export function execCredentialApiVersion(info: string | undefined): string {
+  if (info === undefined || info.trim() === "") return EXEC_CREDENTIAL_VERSIONS[0]!;
+  const decoded = decodeJson(info);
+  const apiVersion = decoded.kind === "object" ? decoded.object.apiVersion : undefined;
+  if (typeof apiVersion !== "string") {
+    throw new UsageError(
+      "KUBERNETES_EXEC_INFO is not an ExecCredential with an apiVersion: unset it, or let kubectl set it",
+    );
+  }
+  if (!EXEC_CREDENTIAL_VERSIONS.includes(apiVersion)) {
+    throw new UsageError(
+      `KUBERNETES_EXEC_INFO asks for apiVersion "${
+        summarise(apiVersion, [], 100)
+      }": set the kubeconfig's exec apiVersion to ${EXEC_CREDENTIAL_VERSIONS.join(" or ")}`,
+    );
+  }
+  return apiVersion;
 }
 
 /**

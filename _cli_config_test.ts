@@ -3,6 +3,7 @@ import {
   type CliCommand,
   type CliConfig,
   exchangeParameters,
+  execCredentialApiVersion,
   parameterLabel,
   parseCommandLine,
 } from "./_cli_config.ts";
@@ -637,4 +638,38 @@ Deno.test("parseCommandLine() reads KUBERNETES_EXEC_INFO for --format kubernetes
     usageError(["--format", "yaml"], env()),
     '--format is "yaml": use token or json or kubernetes',
   );
+});
+
+Deno.test("execCredentialApiVersion() answers in the version KUBERNETES_EXEC_INFO names, or v1", () => {
+  const info = (apiVersion: string) =>
+    JSON.stringify({ kind: "ExecCredential", apiVersion, spec: { interactive: false } });
+  assert.deepEqual(
+    [
+      undefined,
+      "",
+      info("client.authentication.k8s.io/v1"),
+      info("client.authentication.k8s.io/v1beta1"),
+    ].map(execCredentialApiVersion),
+    [
+      "client.authentication.k8s.io/v1",
+      "client.authentication.k8s.io/v1",
+      "client.authentication.k8s.io/v1",
+      "client.authentication.k8s.io/v1beta1",
+    ],
+  );
+  assert.throws(
+    () => execCredentialApiVersion(info("client.authentication.k8s.io/v1alpha1")),
+    new UsageError(
+      'KUBERNETES_EXEC_INFO asks for apiVersion "client.authentication.k8s.io/v1alpha1": set the kubeconfig\'s exec apiVersion to client.authentication.k8s.io/v1 or client.authentication.k8s.io/v1beta1',
+    ),
+  );
+  for (const bad of ["{", "[]", '{"kind":"ExecCredential"}', '{"apiVersion":1}']) {
+    assert.throws(
+      () => execCredentialApiVersion(bad),
+      new UsageError(
+        "KUBERNETES_EXEC_INFO is not an ExecCredential with an apiVersion: unset it, or let kubectl set it",
+      ),
+      bad,
+    );
+  }
 });

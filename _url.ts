@@ -56,11 +56,12 @@ export function isAbsoluteUriWithoutFragment(value: string): boolean {
 export function parseSecureUrl(value: string | URL, what: string): URL {
   const raw = String(value);
   // The URL as messages quote it: it may come from a server (discovery), so on one line, masked.
-  const text = summarise(raw);
+  // Made only for a message: masking costs start-up time on the way to a token.
+  const text = () => summarise(raw);
   const url = parseUrl(raw);
   if (url === null) {
     throw new TypeError(
-      `${what} "${text}" is not an absolute URL: use a URL such as "https://sts.example.com/token"`,
+      `${what} "${text()}" is not an absolute URL: use a URL such as "https://sts.example.com/token"`,
     );
   }
   if (url.username !== "" || url.password !== "") {
@@ -72,11 +73,11 @@ export function parseSecureUrl(value: string | URL, what: string): URL {
     url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHostname(url.hostname))
   ) {
     throw new TypeError(
-      `${what} "${text}" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])`,
+      `${what} "${text()}" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])`,
     );
   }
   if (url.hash !== "") {
-    throw new TypeError(`${what} "${text}" must not have a fragment ("${summarise(url.hash)}")`);
+    throw new TypeError(`${what} "${text()}" must not have a fragment ("${summarise(url.hash)}")`);
   }
   return url;
 }
@@ -126,11 +127,11 @@ export function parseSingleHostUrl(
   credentials: string,
   parse: (value: string, what: string) => URL = parseSecureUrl,
 ): URL {
-  const shown = JSON.stringify(summarise(raw, [], 300)).slice(1, -1);
+  const shown = () => JSON.stringify(summarise(raw, [], 300)).slice(1, -1);
   // deno-lint-ignore no-control-regex
   if (/[\s\x00-\x1f\x7f-\x9f]/.test(raw)) {
     throw new TypeError(
-      `${what} "${shown}" has a space, line break or control character in it: write the URL without them`,
+      `${what} "${shown()}" has a space, line break or control character in it: write the URL without them`,
     );
   }
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(raw);
@@ -138,12 +139,12 @@ export function parseSingleHostUrl(
   if (scheme !== null) checkAuthority(authority, what, shown, credentials);
   const url = parse(raw, what);
   if (scheme === null) {
-    throw new TypeError(`${what} "${shown}" must start with "${url.protocol}//"`);
+    throw new TypeError(`${what} "${shown()}" must start with "${url.protocol}//"`);
   }
   const host = authority.replace(/:\d+$/, "");
   if (!host.startsWith("[") && host.toLowerCase() !== url.hostname) {
     throw new TypeError(
-      `${what} "${shown}" has host "${
+      `${what} "${shown()}" has host "${
         summarise(host)
       }", which means "${url.hostname}": write "${url.hostname}" instead`,
     );
@@ -152,7 +153,12 @@ export function parseSingleHostUrl(
 }
 
 /** The host and port of a URL as written: one DNS name or IP literal, and a port from 1 to 65535. */
-function checkAuthority(authority: string, what: string, shown: string, credentials: string) {
+function checkAuthority(
+  authority: string,
+  what: string,
+  shown: () => string,
+  credentials: string,
+) {
   if (authority.includes("@")) {
     throw new TypeError(
       `${what} must not contain a user name or password (user@host): use ${credentials} instead`,
@@ -163,7 +169,7 @@ function checkAuthority(authority: string, what: string, shown: string, credenti
   const port = match?.[2];
   if (host.includes(",")) {
     throw new TypeError(
-      `${what} "${shown}" has a comma in its host "${
+      `${what} "${shown()}" has a comma in its host "${
         summarise(host)
       }": a host is one DNS name or IP address`,
     );
@@ -173,7 +179,7 @@ function checkAuthority(authority: string, what: string, shown: string, credenti
     (!host.startsWith("[") && !IPV4.test(host) && !DNS_NAME.test(host))
   ) {
     throw new TypeError(
-      `${what} "${shown}" has an invalid host "${
+      `${what} "${shown()}" has an invalid host "${
         summarise(host)
       }": use a DNS name (letters, digits and hyphens; xn-- for an international name) or an IP address`,
     );
@@ -182,7 +188,7 @@ function checkAuthority(authority: string, what: string, shown: string, credenti
     port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)
   ) {
     throw new TypeError(
-      `${what} "${shown}" has port "${summarise(port)}": use a port from 1 to 65535`,
+      `${what} "${shown()}" has port "${summarise(port)}": use a port from 1 to 65535`,
     );
   }
 }

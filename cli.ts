@@ -43,7 +43,6 @@ import { type Env, helpText, UsageError } from "./_cli_flags.ts";
 import { directLoopbackFetch } from "./_direct_fetch.ts";
 import { InvalidResponseError, TokenExchangeError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
-import { execCredential } from "./_exec_credential.ts";
 import type { HttpInternals, HttpOptions } from "./_http.ts";
 import { maskSecrets, oneLine, summarise } from "./_redact.ts";
 import { type TokenExchangeResponse, tokenProblem } from "./_response.ts";
@@ -84,6 +83,7 @@ function safeJson(value: unknown): string {
 
 // Modules only some runs need are loaded when needed: each module costs start-up time.
 const loadReport = () => import("./_cli_report.ts");
+const loadExecCredential = () => import("./_exec_credential.ts");
 
 /** The JSON output: the response fields that are present, in a fixed order. */
 function toJson(result: TokenExchangeResponse): string {
@@ -98,7 +98,7 @@ function toJson(result: TokenExchangeResponse): string {
 }
 
 /** What the command prints on success, in the configured format. */
-function output(config: CliConfig, result: TokenExchangeResponse): string {
+async function output(config: CliConfig, result: TokenExchangeResponse): Promise<string> {
   switch (config.format) {
     case "hook":
       // The token (printable ASCII, checked), then its lifetime in seconds when known.
@@ -117,7 +117,7 @@ function output(config: CliConfig, result: TokenExchangeResponse): string {
       }
       return toJson(result);
     case "kubernetes":
-      return execCredential(
+      return (await loadExecCredential()).execCredential(
         config.execCredentialApiVersion!,
         result.accessToken,
         result.expiresIn,
@@ -223,7 +223,7 @@ async function run(config: CliConfig, env: Env, fail: (text: string) => void): P
         } expires_in=${result.expiresIn ?? "(none)"} scope=${shown(result.scope)}`,
       );
     }
-    console.log(output(config, result));
+    console.log(await output(config, result));
     return 0;
   } catch (error) {
     await failure(error, config, subjectToken, fail);
