@@ -5,8 +5,8 @@
  * @module
  */
 
-// A constant rather than a JSON import of deno.json, which costs ~0.4 ms of start-up (see README,
-// Performance); a test keeps the two equal.
+// A constant rather than a JSON import of deno.json, which costs ~0.4 ms of start-up (see
+// docs/performance.md); a test keeps the two equal.
 /**
  * The version of this package, as the `User-Agent` of every request names it.
  *

@@ -14,7 +14,7 @@
 //   to the endpoint's own certificate, so the proxy never sees the token;
 // - other hosts keep Deno's behaviour: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY.
 
-import { isLoopbackHostname } from "./_http.ts";
+import { isLoopbackHostname } from "./_url.ts";
 
 /** A `fetch` that reaches loopback endpoints directly, and the clients it made. */
 export interface DirectFetch extends Disposable {

@@ -3,11 +3,12 @@ import {
   checkHttpOptions,
   type HttpInternals,
   type HttpOptions,
-  parseSecureUrl,
-  parseUrl,
+  isRedirect,
   sendWithRetries,
 } from "./_http.ts";
+import { decodeJson } from "./_json.ts";
 import { summarise } from "./_redact.ts";
+import { parseIssuerUrl, parseSecureUrl, parseUrl } from "./_url.ts";
 import { USER_AGENT } from "./_constants.ts";
 
 /**
@@ -55,7 +56,7 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
       options,
     );
     const location = response.headers.get("location");
-    if (response.status >= 300 && response.status < 400 && location !== null) {
+    if (isRedirect(response) && location !== null) {
       if (hop === MAX_REDIRECTS) {
         return { ok: false, reason: `more than ${MAX_REDIRECTS} redirects` };
       }
@@ -72,16 +73,14 @@ async function fetchMetadata(start: URL, options: HttpOptions & HttpInternals): 
       continue;
     }
     if (response.status !== 200) return { ok: false, reason: `HTTP ${response.status}` };
-    let metadata: unknown;
-    try {
-      metadata = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(response.body));
-    } catch {
-      return { ok: false, reason: "HTTP 200 with a body that is not JSON" };
-    }
-    if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
-      return { ok: false, reason: "HTTP 200 with JSON that is not an object" };
-    }
-    return { ok: true, metadata: metadata as Record<string, unknown> };
+    const decoded = decodeJson(response.body);
+    if (decoded.kind === "object") return { ok: true, metadata: decoded.object };
+    return {
+      ok: false,
+      reason: decoded.kind === "other"
+        ? "HTTP 200 with JSON that is not an object"
+        : "HTTP 200 with a body that is not JSON",
+    };
   }
 }
 
@@ -139,16 +138,26 @@ export function discoverTokenEndpoint(
   return discover(issuer, options);
 }
 
-/** {@linkcode discoverTokenEndpoint} with the hooks tests use to control time. */
+/**
+ * How the caller names its options in the advice of a {@linkcode DiscoveryError} ("set
+ * token-endpoint instead of issuer"): the plugin's option names by default, the CLI's flags when
+ * they were given. Not part of the public API.
+ */
+export interface DiscoveryInternals {
+  /** The names of the token endpoint and issuer options. */
+  names?: { tokenEndpoint: string; issuer: string };
+}
+
+const PLUGIN_NAMES = { tokenEndpoint: "token-endpoint", issuer: "issuer" };
+
+/** {@linkcode discoverTokenEndpoint} with the hooks tests use to control time and names. */
 export async function discover(
   issuer: string | URL,
-  options: DiscoverTokenEndpointOptions & HttpInternals,
+  options: DiscoverTokenEndpointOptions & HttpInternals & DiscoveryInternals,
 ): Promise<URL> {
-  const issuerUrl = parseSecureUrl(issuer, "Issuer");
-  if (issuerUrl.search !== "") {
-    throw new TypeError(`Issuer "${issuerUrl.href}" must not have a query ("${issuerUrl.search}")`);
-  }
+  const issuerUrl = parseIssuerUrl(issuer, "Issuer");
   checkHttpOptions(options);
+  const names = options.names ?? PLUGIN_NAMES;
   const expected = issuerUrl.href.replace(/\/+$/, "");
   const failures: string[] = [];
   for (const url of metadataUrls(issuerUrl)) {
@@ -158,49 +167,8 @@ export async function discover(
       failures.push(`${url.href}: ${result.reason}`);
       continue;
     }
-    const { metadata } = result;
-    if (typeof metadata.issuer !== "string") {
-      throw new DiscoveryError(
-        `Issuer metadata at ${url.href} has no "issuer" (RFC 8414 §3.3 requires it to match): set token-endpoint instead of issuer`,
-      );
-    }
-    if (metadata.issuer.replace(/\/+$/, "") !== expected) {
-      throw new DiscoveryError(
-        `Issuer metadata at ${url.href} names issuer "${
-          summarise(metadata.issuer)
-        }", not "${expected}": set the issuer to exactly what its tokens say, or set token-endpoint instead`,
-      );
-    }
-    if (typeof metadata.token_endpoint !== "string") {
-      throw new DiscoveryError(
-        `Issuer metadata at ${url.href} has no "token_endpoint": set token-endpoint instead of issuer`,
-      );
-    }
-    let tokenEndpoint: URL;
-    try {
-      tokenEndpoint = parseSecureUrl(metadata.token_endpoint, "Discovered token endpoint");
-    } catch (error) {
-      throw new DiscoveryError(
-        `${(error as TypeError).message}; set token-endpoint instead of issuer`,
-      );
-    }
-    // The same rule the plugin's Deno permissions hold a run to (network access to the issuer's
-    // host only), in code, so that the library and the compiled CLI keep to it as well.
-    if (tokenEndpoint.host !== issuerUrl.host) {
-      throw new DiscoveryError(
-        `The discovered token endpoint "${
-          summarise(tokenEndpoint.href)
-        }" is not on the issuer's host "${issuerUrl.host}", and this run may reach only that: set token-endpoint to it instead of issuer`,
-      );
-    }
-    if (issuerUrl.protocol === "https:" && tokenEndpoint.protocol !== "https:") {
-      throw new DiscoveryError(
-        `The discovered token endpoint "${
-          summarise(tokenEndpoint.href)
-        }" is plain http under an https issuer: set token-endpoint to an https URL instead of issuer`,
-      );
-    }
-    const grants = metadata.grant_types_supported;
+    const tokenEndpoint = checkMetadata(result.metadata, url, issuerUrl, names);
+    const grants = result.metadata.grant_types_supported;
     if (
       Array.isArray(grants) && !grants.includes("urn:ietf:params:oauth:grant-type:token-exchange")
     ) {
@@ -214,6 +182,58 @@ export async function discover(
   throw new DiscoveryError(
     `Cannot discover the token endpoint of issuer "${expected}" (${
       failures.join("; ")
-    }): check the issuer URL or set token-endpoint instead`,
+    }): check the issuer URL or set ${names.tokenEndpoint} instead`,
   );
+}
+
+/**
+ * The token endpoint that issuer metadata names, once the metadata is checked: its `issuer` is the
+ * issuer asked for, and its `token_endpoint` is on the issuer's host without a downgrade to http.
+ */
+function checkMetadata(
+  metadata: Record<string, unknown>,
+  url: URL,
+  issuerUrl: URL,
+  names: { tokenEndpoint: string; issuer: string },
+): URL {
+  const instead = `set ${names.tokenEndpoint} instead of ${names.issuer}`;
+  const expected = issuerUrl.href.replace(/\/+$/, "");
+  if (typeof metadata.issuer !== "string") {
+    throw new DiscoveryError(
+      `Issuer metadata at ${url.href} has no "issuer" (RFC 8414 §3.3 requires it to match): ${instead}`,
+    );
+  }
+  if (metadata.issuer.replace(/\/+$/, "") !== expected) {
+    throw new DiscoveryError(
+      `Issuer metadata at ${url.href} names issuer "${
+        summarise(metadata.issuer)
+      }", not "${expected}": set the issuer to exactly what its tokens say, or set ${names.tokenEndpoint} instead`,
+    );
+  }
+  if (typeof metadata.token_endpoint !== "string") {
+    throw new DiscoveryError(`Issuer metadata at ${url.href} has no "token_endpoint": ${instead}`);
+  }
+  let tokenEndpoint: URL;
+  try {
+    tokenEndpoint = parseSecureUrl(metadata.token_endpoint, "Discovered token endpoint");
+  } catch (error) {
+    throw new DiscoveryError(`${(error as TypeError).message}; ${instead}`);
+  }
+  // The same rule the plugin's Deno permissions hold a run to (network access to the issuer's
+  // host only), in code, so that the library and the compiled CLI keep to it as well.
+  if (tokenEndpoint.host !== issuerUrl.host) {
+    throw new DiscoveryError(
+      `The discovered token endpoint "${
+        summarise(tokenEndpoint.href)
+      }" is not on the issuer's host "${issuerUrl.host}", and this run may reach only that: set ${names.tokenEndpoint} to it instead of ${names.issuer}`,
+    );
+  }
+  if (issuerUrl.protocol === "https:" && tokenEndpoint.protocol !== "https:") {
+    throw new DiscoveryError(
+      `The discovered token endpoint "${
+        summarise(tokenEndpoint.href)
+      }" is plain http under an https issuer: set ${names.tokenEndpoint} to an https URL instead of ${names.issuer}`,
+    );
+  }
+  return tokenEndpoint;
 }

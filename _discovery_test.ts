@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { discoverTokenEndpoint } from "./_discovery.ts";
+import { discover, discoverTokenEndpoint } from "./_discovery.ts";
 import { DiscoveryError } from "./_errors.ts";
 import { rejection } from "./tests/_rejection.ts";
 import { startTokenEndpoint } from "./tests/_token_endpoint.ts";
@@ -112,6 +112,28 @@ Deno.test("discoverTokenEndpoint() refuses what it cannot trust, with a Discover
       });
     });
   }
+});
+
+Deno.test("discover() names the caller's options in its advice, as the CLI's flags for one", async () => {
+  const metadata = {
+    issuer: "https://dex.example.com",
+    token_endpoint: "https://sts.example.com/t",
+  };
+  await assert.rejects(
+    discover("https://dex.example.com", {
+      fetch: metadataFetch(metadata),
+      names: { tokenEndpoint: "--token-endpoint", issuer: "--issuer" },
+    }),
+    new DiscoveryError(
+      'The discovered token endpoint "https://sts.example.com/t" is not on the issuer\'s host "dex.example.com", and this run may reach only that: set --token-endpoint to it instead of --issuer',
+    ),
+  );
+  await assert.rejects(
+    discover("https://dex.example.com", { fetch: metadataFetch({ ...metadata, issuer: 1 }) }),
+    new DiscoveryError(
+      'Issuer metadata at https://dex.example.com/.well-known/openid-configuration has no "issuer" (RFC 8414 §3.3 requires it to match): set token-endpoint instead of issuer',
+    ),
+  );
 });
 
 Deno.test("discoverTokenEndpoint() refuses an insecure or malformed issuer before any request", async () => {

@@ -1,74 +1,8 @@
-// Sending requests: the one rule for every URL (https, or plain http to loopback), and one HTTP
-// request with a per-attempt timeout, retries with backoff, jitter and Retry-After, no redirects,
-// and a cap on the body.
+// Sending requests: one HTTP request with a per-attempt timeout, retries with backoff, jitter and
+// Retry-After, no redirects, and a cap on the body. Which URLs a request may go to is _url.ts's.
 
 import { NetworkError, ResponseTooLargeError, TimeoutError } from "./_errors.ts";
 import { oneLine, summarise } from "./_redact.ts";
-
-/**
- * Reports whether a URL hostname (as `URL.hostname` gives it) is a loopback address:
- * `localhost`, any `127.0.0.0/8` address or `[::1]`.
- *
- * @param hostname The hostname, with IPv6 addresses in brackets.
- * @returns `true` for a loopback hostname.
- */
-export function isLoopbackHostname(hostname: string): boolean {
-  const host = hostname.toLowerCase();
-  return host === "localhost" || host === "[::1]" || /^127(?:\.\d{1,3}){3}$/.test(host);
-}
-
-/**
- * Parses an absolute URL, resolved against `base` if given, or gives `null`. `URL.parse()` would
- * do, but is missing from Node.js 20, Safari 17 and other runtimes this library supports.
- *
- * @param text The URL.
- * @param base The URL that a relative one is resolved against.
- * @returns The URL, or `null` when it cannot be parsed.
- */
-export function parseUrl(text: string, base?: string | URL): URL | null {
-  try {
-    return new URL(text, base);
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Parses a URL that a request will be sent to and checks it is safe to send credentials to.
- *
- * @param value The URL.
- * @param what What the URL is, for the message (`Token endpoint`, `Issuer`, …).
- * @returns The parsed URL.
- * @throws {TypeError} If the URL is not absolute, is neither https nor loopback http, carries
- * credentials or has a fragment.
- */
-export function parseSecureUrl(value: string | URL, what: string): URL {
-  const raw = String(value);
-  // The URL as messages quote it: it may come from a server (discovery), so on one line, masked.
-  const text = summarise(raw);
-  const url = parseUrl(raw);
-  if (url === null) {
-    throw new TypeError(
-      `${what} "${text}" is not an absolute URL: use a URL such as "https://sts.example.com/token"`,
-    );
-  }
-  if (url.username !== "" || url.password !== "") {
-    throw new TypeError(
-      `${what} "${url.protocol}//${url.host}${url.pathname}" must not contain credentials: use a client ID and secret instead`,
-    );
-  }
-  if (
-    url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHostname(url.hostname))
-  ) {
-    throw new TypeError(
-      `${what} "${text}" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])`,
-    );
-  }
-  if (url.hash !== "") {
-    throw new TypeError(`${what} "${text}" must not have a fragment ("${summarise(url.hash)}")`);
-  }
-  return url;
-}
 
 /** Statuses that say "try again later" (RFC 9110 §15, RFC 6585 §4). */
 const RETRYABLE_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
@@ -309,7 +243,14 @@ export async function readResponse(
   return { status, statusText, headers, type, body };
 }
 
-function isRedirect(response: Response): boolean {
+/**
+ * Reports whether a response is a redirect: a 3xx, or the opaque redirect a browser's `fetch`
+ * gives for `redirect: "manual"`. The one test every reader of a response uses.
+ *
+ * @param response The response, read or not.
+ * @returns `true` for a redirect.
+ */
+export function isRedirect(response: Pick<ReadResponse, "status" | "type">): boolean {
   return response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400);
 }
 

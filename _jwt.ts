@@ -1,3 +1,5 @@
+import { decodeJsonObject } from "./_json.ts";
+
 /**
  * The parts of a JWT that are safe to show: its header and its claims, never its signature.
  *
@@ -27,11 +29,7 @@ function decodeSegment(segment: string): Record<string, unknown> | undefined {
   if (base64.length % 4 === 1) return undefined;
   try {
     const binary = atob(base64.padEnd(base64.length + ((4 - (base64.length % 4)) % 4), "="));
-    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-    const value: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? value as Record<string, unknown>
-      : undefined;
+    return decodeJsonObject(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
   } catch {
     return undefined;
   }

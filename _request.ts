@@ -1,5 +1,5 @@
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES, USER_AGENT } from "./_constants.ts";
-import { parseSecureUrl, parseUrl } from "./_http.ts";
+import { isAbsoluteUriWithoutFragment, parseSecureUrl } from "./_url.ts";
 
 /**
  * How the client authenticates to the token endpoint (RFC 6749 §2.3.1): `basic` is
@@ -149,9 +149,87 @@ function list(value: string | readonly string[] | undefined): readonly string[] 
   return value === undefined ? [] : typeof value === "string" ? [value] : value;
 }
 
+/** The parameters that {@linkcode checkParameters} checks: all but the endpoint and subject token. */
+export type ExchangeParameters = Omit<TokenExchangeParameters, "tokenEndpoint" | "subjectToken">;
+
+/**
+ * How a caller names the parameters in messages, such as `--target-audience` for `audience`: the
+ * field names of {@linkcode TokenExchangeParameters} by default.
+ */
+export type ParameterLabel = (name: keyof TokenExchangeParameters) => string;
+
+const FIELD_NAMES: ParameterLabel = (name) => name;
+
 function requireText(value: unknown, name: string): void {
   if (typeof value !== "string" || value.trim() === "") {
     throw new TypeError(`Cannot use ${name} "${value}": it must be a non-empty string`);
+  }
+}
+
+/**
+ * Checks every parameter of a token exchange but the endpoint and the subject token: what
+ * {@linkcode buildTokenExchangeRequest} refuses, the CLI refuses too, before any token is asked
+ * for, and with the same words.
+ *
+ * @param parameters The optional RFC 8693 parameters and the client.
+ * @param label How the caller names each parameter in a message.
+ * @throws {TypeError} If a parameter is missing or malformed.
+ */
+export function checkParameters(
+  parameters: ExchangeParameters,
+  label: ParameterLabel = FIELD_NAMES,
+): void {
+  requireText(parameters.subjectTokenType ?? TOKEN_TYPES.jwt, label("subjectTokenType"));
+  if (parameters.actorToken !== undefined) {
+    requireText(parameters.actorToken, label("actorToken"));
+    requireText(parameters.actorTokenType, label("actorTokenType"));
+  } else if (parameters.actorTokenType !== undefined) {
+    throw new TypeError(
+      `Cannot use ${label("actorTokenType")} without ${label("actorToken")}: set both or neither`,
+    );
+  }
+  for (const audience of list(parameters.audience)) requireText(audience, label("audience"));
+  for (const resource of list(parameters.resource)) {
+    if (!isAbsoluteUriWithoutFragment(resource)) {
+      throw new TypeError(
+        `Cannot use ${
+          label("resource")
+        } "${resource}": it must be an absolute URI without a fragment (RFC 8693 §2.1), such as "https://api.example.com"`,
+      );
+    }
+  }
+  if (parameters.requestedTokenType !== undefined) {
+    requireText(parameters.requestedTokenType, label("requestedTokenType"));
+  }
+  for (const name of Object.keys(parameters.extraParameters ?? {})) {
+    if (name === "" || RESERVED_PARAMETERS.has(name)) {
+      throw new TypeError(
+        `Cannot send "${name}" as an extra parameter (${label("extraParameters")}): ${
+          name === "" ? "it needs a name" : "this client sets it from its own option"
+        }`,
+      );
+    }
+  }
+  checkClient(parameters, label);
+}
+
+function checkClient(parameters: ExchangeParameters, label: ParameterLabel): void {
+  const { clientId, clientSecret, clientAuth = "basic" } = parameters;
+  if (clientAuth !== "basic" && clientAuth !== "post") {
+    throw new TypeError(
+      `Cannot use ${label("clientAuth")} "${clientAuth}": it must be "basic" or "post"`,
+    );
+  }
+  if (clientId !== undefined) requireText(clientId, label("clientId"));
+  if (clientSecret !== undefined) {
+    if (clientId === undefined) {
+      throw new TypeError(
+        `Cannot use ${label("clientSecret")} without ${
+          label("clientId")
+        }: set the client ID as well`,
+      );
+    }
+    if (clientSecret === "") throw new TypeError(`Cannot use an empty ${label("clientSecret")}`);
   }
 }
 
@@ -205,48 +283,25 @@ export interface RequestParts {
 export function buildRequest(parameters: TokenExchangeParameters): RequestParts {
   const url = parseSecureUrl(parameters.tokenEndpoint, "Token endpoint");
   requireText(parameters.subjectToken, "subjectToken");
-  const subjectTokenType = parameters.subjectTokenType ?? TOKEN_TYPES.jwt;
-  requireText(subjectTokenType, "subjectTokenType");
+  checkParameters(parameters);
 
   const body = new URLSearchParams({
     grant_type: GRANT_TYPE_TOKEN_EXCHANGE,
     subject_token: parameters.subjectToken,
-    subject_token_type: subjectTokenType,
+    subject_token_type: parameters.subjectTokenType ?? TOKEN_TYPES.jwt,
   });
   if (parameters.actorToken !== undefined) {
-    requireText(parameters.actorToken, "actorToken");
-    requireText(parameters.actorTokenType, "actorTokenType");
     body.append("actor_token", parameters.actorToken);
     body.append("actor_token_type", parameters.actorTokenType!);
-  } else if (parameters.actorTokenType !== undefined) {
-    throw new TypeError("Cannot use actorTokenType without actorToken: set both or neither");
   }
-  for (const audience of list(parameters.audience)) {
-    requireText(audience, "audience");
-    body.append("audience", audience);
-  }
-  for (const resource of list(parameters.resource)) {
-    if (parseUrl(resource)?.hash !== "") {
-      throw new TypeError(
-        `Cannot use resource "${resource}": it must be an absolute URI without a fragment (RFC 8693 §2.1)`,
-      );
-    }
-    body.append("resource", resource);
-  }
+  for (const audience of list(parameters.audience)) body.append("audience", audience);
+  for (const resource of list(parameters.resource)) body.append("resource", resource);
   const scopes = list(parameters.scope).flatMap((scope) => scope.split(/\s+/)).filter((s) => s);
   if (scopes.length > 0) body.append("scope", scopes.join(" "));
   if (parameters.requestedTokenType !== undefined) {
-    requireText(parameters.requestedTokenType, "requestedTokenType");
     body.append("requested_token_type", parameters.requestedTokenType);
   }
   for (const [name, values] of Object.entries(parameters.extraParameters ?? {})) {
-    if (name === "" || RESERVED_PARAMETERS.has(name)) {
-      throw new TypeError(
-        `Cannot send "${name}" as an extra parameter: ${
-          name === "" ? "it needs a name" : "this client sets it from its own option"
-        }`,
-      );
-    }
     for (const value of list(values)) body.append(name, value);
   }
 
@@ -256,23 +311,13 @@ export function buildRequest(parameters: TokenExchangeParameters): RequestParts 
     "user-agent": USER_AGENT,
   };
   const { clientId, clientSecret, clientAuth = "basic" } = parameters;
-  if (clientAuth !== "basic" && clientAuth !== "post") {
-    throw new TypeError(`Cannot use clientAuth "${clientAuth}": it must be "basic" or "post"`);
-  }
-  if (clientId !== undefined) requireText(clientId, "clientId");
-  if (clientSecret !== undefined) {
-    if (clientId === undefined) {
-      throw new TypeError("Cannot use clientSecret without clientId: set the client ID as well");
-    }
-    if (clientSecret === "") throw new TypeError("Cannot use an empty clientSecret");
-    if (clientAuth === "basic") {
-      headers["authorization"] = `Basic ${
-        btoa(`${formEncode(clientId)}:${formEncode(clientSecret)}`)
-      }`;
-    } else {
-      body.append("client_id", clientId);
-      body.append("client_secret", clientSecret);
-    }
+  if (clientSecret !== undefined && clientAuth === "basic") {
+    headers["authorization"] = `Basic ${
+      btoa(`${formEncode(clientId!)}:${formEncode(clientSecret)}`)
+    }`;
+  } else if (clientSecret !== undefined) {
+    body.append("client_id", clientId!);
+    body.append("client_secret", clientSecret);
   } else if (clientId !== undefined) {
     body.append("client_id", clientId);
   }

@@ -2,9 +2,11 @@ import { HttpStatusError, InvalidResponseError, OAuthError, RedirectError } from
 import {
   contentEncoding,
   DEFAULT_MAX_BODY_BYTES,
+  isRedirect,
   type ReadResponse,
   readResponse,
 } from "./_http.ts";
+import { type DecodedJson, decodeJson } from "./_json.ts";
 import { summarise } from "./_redact.ts";
 
 /**
@@ -141,29 +143,6 @@ function describeJson(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-/** The body as UTF-8 text, or `undefined` if it is not UTF-8. */
-function decodeText(body: Uint8Array): string | undefined {
-  try {
-    // A UTF-8 byte order mark is dropped, as RFC 8259 §8.1 allows a parser to do.
-    return new TextDecoder("utf-8", { fatal: true }).decode(body);
-  } catch {
-    return undefined;
-  }
-}
-
-function parseJson(text: string | undefined): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 function optionalString(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
@@ -244,79 +223,114 @@ export function processResponse(
   options: ProcessResponseOptions & ProcessInternals,
 ): TokenExchangeResponse {
   const secrets = options.secrets ?? [];
-  const debug = options.onDebug;
-  const { status } = response;
-  const meta = { status, attempts: options.attempts ?? 1 };
+  const meta = { status: response.status, attempts: options.attempts ?? 1 };
+  if (isRedirect(response)) throw redirectError(response, secrets, meta);
+  const decoded = decodeJson(response.body);
+  if (response.status !== 200) throw statusError(response, decoded, secrets, meta);
+  if (decoded.kind !== "object") throw notAnObject(response, decoded, meta);
+  const json = decoded.object;
+  checkAccessToken(json, secrets, meta);
+  return readFields(json, mediaType(response), options.onDebug);
+}
 
-  if (response.type === "opaqueredirect" || (status >= 300 && status < 400)) {
-    const location = response.headers.get("location") ?? undefined;
-    const where = location === undefined ? "" : ` to "${summarise(location, secrets)}"`;
-    throw new RedirectError(
-      `${WHAT} redirected (HTTP ${status})${where}; the request was not resent: set the token endpoint to the final URL`,
-      status,
-      location === undefined ? undefined : summarise(location, secrets),
+type Meta = { status: number; attempts: number };
+
+function redirectError(
+  response: ReadResponse,
+  secrets: readonly string[],
+  meta: Meta,
+): RedirectError {
+  const location = response.headers.get("location") ?? undefined;
+  const shown = location === undefined ? undefined : summarise(location, secrets);
+  return new RedirectError(
+    `${WHAT} redirected (HTTP ${response.status})${
+      shown === undefined ? "" : ` to "${shown}"`
+    }; the request was not resent: set the token endpoint to the final URL`,
+    response.status,
+    shown,
+    meta,
+  );
+}
+
+/** The error for a status other than 200: an OAuth error if the body is one, or else the status. */
+function statusError(
+  response: ReadResponse,
+  decoded: DecodedJson,
+  secrets: readonly string[],
+  meta: Meta,
+): Error {
+  const { status } = response;
+  const oauthError = decoded.kind === "object"
+    ? toOAuthError(decoded.object, meta, secrets)
+    : undefined;
+  if (oauthError) return oauthError;
+  if (status >= 200 && status < 300) {
+    return new InvalidResponseError(
+      `${WHAT} answered HTTP ${status} (${
+        describeBody(response)
+      }), but a token response must be HTTP 200 (RFC 6749 §5.1)`,
       meta,
     );
   }
-
   const type = mediaType(response);
-  const text = decodeText(response.body);
-  const json = parseJson(text);
-
-  if (status !== 200) {
-    const oauthError = isObject(json) ? toOAuthError(json, meta, secrets) : undefined;
-    if (oauthError) throw oauthError;
-    if (status >= 200 && status < 300) {
-      throw new InvalidResponseError(
-        `${WHAT} answered HTTP ${status} (${
-          describeBody(response)
-        }), but a token response must be HTTP 200 (RFC 6749 §5.1)`,
-        meta,
-      );
-    }
-    const reason = response.statusText ? ` ${summarise(response.statusText, secrets, 100)}` : "";
-    if (text === undefined) {
-      throw new HttpStatusError(
-        `${WHAT} answered HTTP ${status}${reason} with a body that is not UTF-8 text (${
-          describeBody(response)
-        })`,
-        status,
-        type,
-        "(a body that is not UTF-8 text)",
-        meta,
-      );
-    }
-    const excerpt = summarise(text, secrets);
-    throw new HttpStatusError(
-      `${WHAT} answered HTTP ${status}${reason} (${type ?? "no content type"})` +
-        (excerpt ? `: "${excerpt}"` : " with an empty body"),
+  const reason = response.statusText ? ` ${summarise(response.statusText, secrets, 100)}` : "";
+  if (decoded.kind === "not-utf8") {
+    return new HttpStatusError(
+      `${WHAT} answered HTTP ${status}${reason} with a body that is not UTF-8 text (${
+        describeBody(response)
+      })`,
       status,
       type,
-      excerpt,
+      "(a body that is not UTF-8 text)",
       meta,
     );
   }
+  const excerpt = summarise(decoded.text, secrets);
+  return new HttpStatusError(
+    `${WHAT} answered HTTP ${status}${reason} (${type ?? "no content type"})` +
+      (excerpt ? `: "${excerpt}"` : " with an empty body"),
+    status,
+    type,
+    excerpt,
+    meta,
+  );
+}
 
-  if (text === undefined) {
-    throw new InvalidResponseError(
-      `${WHAT} answered HTTP 200 with a body that is not UTF-8 text (${describeBody(response)})`,
-      meta,
-    );
+/** The error for an HTTP 200 whose body is not a JSON object. */
+function notAnObject(
+  response: ReadResponse,
+  decoded: Exclude<DecodedJson, { kind: "object" }>,
+  meta: Meta,
+): InvalidResponseError {
+  switch (decoded.kind) {
+    case "not-utf8":
+      return new InvalidResponseError(
+        `${WHAT} answered HTTP 200 with a body that is not UTF-8 text (${describeBody(response)})`,
+        meta,
+      );
+    case "not-json":
+      return new InvalidResponseError(
+        `${WHAT} answered HTTP 200 with ${
+          decoded.text.trim() === "" ? "an empty body" : "a body that is not JSON"
+        } (${describeBody(response)})`,
+        meta,
+      );
+    case "other":
+      return new InvalidResponseError(
+        `${WHAT} answered HTTP 200 with ${
+          describeJson(decoded.value)
+        } where a JSON object was expected`,
+        meta,
+      );
   }
-  if (json === undefined) {
-    throw new InvalidResponseError(
-      `${WHAT} answered HTTP 200 with ${
-        text.trim() === "" ? "an empty body" : "a body that is not JSON"
-      } (${describeBody(response)})`,
-      meta,
-    );
-  }
-  if (!isObject(json)) {
-    throw new InvalidResponseError(
-      `${WHAT} answered HTTP 200 with ${describeJson(json)} where a JSON object was expected`,
-      meta,
-    );
-  }
+}
+
+/** Checks the `access_token` of an HTTP 200 JSON object, or throws what is wrong with it. */
+function checkAccessToken(
+  json: Record<string, unknown>,
+  secrets: readonly string[],
+  meta: Meta,
+): asserts json is Record<string, unknown> & { access_token: string } {
   if (json.access_token === undefined || json.access_token === null) {
     const oauthError = toOAuthError(json, meta, secrets);
     if (oauthError) throw oauthError;
@@ -349,7 +363,14 @@ export function processResponse(
       meta,
     );
   }
+}
 
+/** The fields of a successful response, with each tolerated departure from the RFCs reported. */
+function readFields(
+  json: Record<string, unknown> & { access_token: string },
+  type: string | undefined,
+  debug: ((line: string) => void) | undefined,
+): TokenExchangeResponse {
   if (type !== "application/json" && !type?.endsWith("+json")) {
     debug?.(
       `The response's content type is ${
@@ -367,32 +388,38 @@ export function processResponse(
   if (tokenType === undefined) {
     debug?.(`The response has no string "token_type" (RFC 8693 §2.2.1 requires one); continuing`);
   }
-  let expiresIn: number | undefined;
-  if (
-    typeof json.expires_in === "number" && Number.isFinite(json.expires_in) && json.expires_in >= 0
-  ) {
-    expiresIn = json.expires_in;
-  } else if (typeof json.expires_in === "string" && /^\d+$/.test(json.expires_in.trim())) {
-    expiresIn = Number(json.expires_in);
-    debug?.(
-      `The response's "expires_in" is the string "${
-        summarise(json.expires_in, [], 40)
-      }", not a number; read it as ${expiresIn}`,
-    );
-  } else if (json.expires_in !== undefined) {
-    debug?.(
-      `The response's "expires_in" is ${
-        describeJson(json.expires_in)
-      } that is not a number of seconds; ignored`,
-    );
-  }
   return {
     accessToken: json.access_token,
     issuedTokenType,
     tokenType,
-    expiresIn,
+    expiresIn: readExpiresIn(json.expires_in, debug),
     scope: optionalString(json.scope),
     refreshToken: optionalString(json.refresh_token),
     raw: json,
   };
+}
+
+/** `expires_in` as a number of seconds: a number, or a string of digits (reported), or none. */
+function readExpiresIn(
+  value: unknown,
+  debug: ((line: string) => void) | undefined,
+): number | undefined {
+  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
+  if (typeof value === "string" && /^\d+$/.test(value.trim())) {
+    const seconds = Number(value);
+    debug?.(
+      `The response's "expires_in" is the string "${
+        summarise(value, [], 40)
+      }", not a number; read it as ${seconds}`,
+    );
+    return seconds;
+  }
+  if (value !== undefined) {
+    debug?.(
+      `The response's "expires_in" is ${
+        describeJson(value)
+      } that is not a number of seconds; ignored`,
+    );
+  }
+  return undefined;
 }

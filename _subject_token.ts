@@ -1,10 +1,140 @@
 // Where the CLI gets the subject token: buildkite-agent, GitHub Actions, GitLab, a variable, a file
-// or stdin. Unlike the library, this module uses Deno APIs.
+// or stdin. Choosing the source from the options (a usage error when they do not fit together),
+// and then getting the token from it. Unlike the library, this module uses Deno APIs.
 
-import type { SubjectTokenSource } from "./_cli_options.ts";
-import { type HttpOptions, parseSecureUrl, sendWithRetries } from "./_http.ts";
+import { type Env, type OptionValues, UsageError } from "./_cli_flags.ts";
+import { type HttpOptions, sendWithRetries } from "./_http.ts";
+import { decodeJsonObject } from "./_json.ts";
 import { summarise } from "./_redact.ts";
+import { parseSecureUrl } from "./_url.ts";
 import { USER_AGENT } from "./_constants.ts";
+
+/** Where the subject token comes from. */
+export type SubjectTokenSource =
+  | BuildkiteSource
+  | { kind: "github-actions"; audience: string | undefined }
+  | { kind: "gitlab"; variable: string }
+  | { kind: "env"; variable: string }
+  | { kind: "file"; path: string };
+
+/** `buildkite-agent oidc request-token`, run here or by the hooks. */
+export interface BuildkiteSource {
+  kind: "buildkite";
+  audience: string;
+  lifetime: number | undefined;
+  claims: string[];
+  /** How the claims option is named in messages: `--claim` or `claims`. */
+  claimsFrom?: string;
+  /** The hooks ran the agent: its output is on stdin (see readAgentOutput). */
+  stdin?: boolean;
+}
+
+/** The audience of the CI system's OIDC token: `--audience`, or either of the plugin's spellings. */
+function readAudience(options: OptionValues): string | undefined {
+  const audience = options.string("audience");
+  const buildkiteAudience = options.variable("BUILDKITE_AUDIENCE");
+  if (
+    !options.given("audience") && audience !== undefined && buildkiteAudience !== undefined &&
+    audience.value !== buildkiteAudience
+  ) {
+    throw new UsageError(
+      `audience is "${audience.value}" but buildkite-audience is "${buildkiteAudience}": set only one of them`,
+    );
+  }
+  return audience?.value ?? buildkiteAudience;
+}
+
+function readLifetime(options: OptionValues): number | undefined {
+  const source = options.string("lifetime");
+  if (source === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(source.value) || Number(source.value) === 0) {
+    throw new UsageError(
+      `${source.from} is "${source.value}": use a whole number of seconds above 0`,
+    );
+  }
+  return Number(source.value);
+}
+
+/**
+ * Chooses where the subject token comes from: `--subject-token-source`, `--subject-token-env` and
+ * `--subject-token-file`, with the audience, lifetime and claims of a Buildkite OIDC token.
+ *
+ * @throws {UsageError} When the options do not fit together, or a value is malformed.
+ */
+export function chooseSubjectTokenSource(options: OptionValues): SubjectTokenSource {
+  const audience = readAudience(options);
+  const lifetime = readLifetime(options);
+  const claims = options.list("claim");
+  const kind = options.oneOf(
+    "subject-token-source",
+    ["buildkite", "github-actions", "gitlab"] as const,
+    "buildkite",
+  );
+  const sourceGiven = options.given("subject-token-source");
+  const tokenEnv = options.envName("subject-token-env", "the token", "MY_TOKEN")?.value;
+  const tokenFile = options.string("subject-token-file")?.value;
+  if (tokenEnv !== undefined && tokenFile !== undefined) {
+    throw new UsageError("Both --subject-token-env and --subject-token-file are set: use one");
+  }
+  // `--subject-token-source buildkite --subject-token-file -`: what `buildkite-agent oidc
+  // request-token` printed, on stdin (the hooks start the agent while Deno starts).
+  const agentOnStdin = sourceGiven && kind === "buildkite" && tokenFile === "-";
+  if (sourceGiven && kind !== "gitlab" && !agentOnStdin && (tokenEnv ?? tokenFile) !== undefined) {
+    throw new UsageError(
+      `--subject-token-source ${kind} gets its own token: drop --subject-token-${
+        tokenEnv ? "env" : "file"
+      }`,
+    );
+  }
+  const buildkite: BuildkiteSource = {
+    kind: "buildkite",
+    audience: audience ?? "buildkite",
+    lifetime,
+    claims: claims.value,
+    claimsFrom: claims.from,
+  };
+  let source: SubjectTokenSource;
+  if (kind === "gitlab") {
+    if (tokenEnv === undefined) {
+      throw new UsageError(
+        "--subject-token-source gitlab needs --subject-token-env NAME, the variable your id_tokens: block defines",
+      );
+    }
+    source = { kind: "gitlab", variable: tokenEnv };
+  } else if (agentOnStdin) {
+    source = { ...buildkite, stdin: true };
+  } else if (tokenEnv !== undefined) {
+    source = { kind: "env", variable: tokenEnv };
+  } else if (tokenFile !== undefined) {
+    if (tokenFile === "") {
+      throw new UsageError("--subject-token-file is empty: give a path, or - for stdin");
+    }
+    source = { kind: "file", path: tokenFile };
+  } else {
+    source = kind === "github-actions" ? { kind: "github-actions", audience } : buildkite;
+  }
+  refuseBuildkiteOnlyFlags(options, source);
+  return source;
+}
+
+/** Flags that only the Buildkite source can use are an error elsewhere, not silently dropped. */
+function refuseBuildkiteOnlyFlags(options: OptionValues, source: SubjectTokenSource): void {
+  if (source.kind === "buildkite") return;
+  const buildkiteOnly = [
+    "lifetime",
+    "claim",
+    ...(source.kind === "github-actions" ? [] : ["audience"]),
+  ];
+  for (const name of buildkiteOnly) {
+    if (options.given(name)) {
+      throw new UsageError(
+        `--${name} applies only to a token from buildkite-agent, not to --subject-token-${
+          source.kind === "file" ? "file" : source.kind === "env" ? "env" : "source " + source.kind
+        }`,
+      );
+    }
+  }
+}
 
 /** The subject token could not be had: exit status 1. */
 export class SubjectTokenError extends Error {
@@ -22,9 +152,7 @@ function nonEmpty(token: string | undefined, what: string, fix: string): string 
 }
 
 /** The arguments for `buildkite-agent oidc request-token`. */
-export function buildkiteAgentArgs(
-  source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
-): string[] {
+export function buildkiteAgentArgs(source: BuildkiteSource): string[] {
   const args = ["oidc", "request-token", "--audience", source.audience];
   if (source.lifetime !== undefined) args.push("--lifetime", String(source.lifetime));
   for (const claim of source.claims) args.push("--claim", claim);
@@ -38,10 +166,7 @@ const AGENT_FAILED = /(?:^|\n)!buildkite-agent-failed (\d+)\n/;
  * The token `buildkite-agent oidc request-token` printed, as the hooks hand it over on stdin: the
  * token, or when the agent failed a line `!buildkite-agent-failed STATUS` and its error output.
  */
-export function readAgentOutput(
-  text: string,
-  source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
-): string {
+export function readAgentOutput(text: string, source: BuildkiteSource): string {
   const failed = AGENT_FAILED.exec(text);
   if (failed === null) {
     return nonEmpty(
@@ -62,7 +187,7 @@ function agentFailure(
   status: string,
   stderr: string,
   stdout: string,
-  source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
+  source: BuildkiteSource,
 ): SubjectTokenError {
   const lines = stderr.trim().split("\n").filter((l) => l.trim());
   const detail = lines.length > 0
@@ -70,7 +195,7 @@ function agentFailure(
     : "no error output";
   const hint = source.claims.length > 0
     ? ` (${
-      source.stdin ? "claims" : "--claim"
+      source.claimsFrom ?? "claims"
     } needs buildkite-agent 3.44 or later; check the claim names)`
     : "";
   return new SubjectTokenError(
@@ -79,7 +204,7 @@ function agentFailure(
 }
 
 async function fromBuildkiteAgent(
-  source: Extract<SubjectTokenSource, { kind: "buildkite" }>,
+  source: BuildkiteSource,
   debug: ((line: string) => void) | undefined,
 ): Promise<string> {
   if (source.stdin) return readAgentOutput(await readStdin(), source);
@@ -126,9 +251,10 @@ async function fromBuildkiteAgent(
 async function fromGitHubActions(
   audience: string | undefined,
   http: HttpOptions,
+  env: Env,
 ): Promise<string> {
-  const requestUrl = Deno.env.get("ACTIONS_ID_TOKEN_REQUEST_URL");
-  const requestToken = Deno.env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+  const requestUrl = env("ACTIONS_ID_TOKEN_REQUEST_URL");
+  const requestToken = env("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
   if (!requestUrl || !requestToken) {
     throw new SubjectTokenError(
       "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: give the workflow job `permissions: id-token: write`",
@@ -167,12 +293,7 @@ async function fromGitHubActions(
       }"`,
     );
   }
-  let value: unknown;
-  try {
-    value = (JSON.parse(text) as { value?: unknown }).value;
-  } catch {
-    value = undefined;
-  }
+  const value = decodeJsonObject(text)?.value;
   if (typeof value !== "string") {
     throw new SubjectTokenError('GitHub Actions token service answered without a string "value"');
   }
@@ -186,19 +307,23 @@ async function readStdin(): Promise<string> {
 /**
  * Gets the subject token from its source.
  *
+ * @param source Where it comes from.
+ * @param http How requests are sent (the GitHub Actions token service).
+ * @param env Reads a variable: the GitHub Actions, GitLab or `--subject-token-env` one.
  * @throws {SubjectTokenError} When it cannot be had.
  */
 export async function getSubjectToken(
   source: SubjectTokenSource,
   http: HttpOptions,
+  env: Env,
 ): Promise<string> {
   switch (source.kind) {
     case "buildkite":
       return await fromBuildkiteAgent(source, http.onDebug);
     case "github-actions":
-      return await fromGitHubActions(source.audience, http);
+      return await fromGitHubActions(source.audience, http, env);
     case "gitlab": {
-      const value = Deno.env.get(source.variable);
+      const value = env(source.variable);
       if (value === undefined || value.trim() === "") {
         throw new SubjectTokenError(
           `GitLab ID token variable "${source.variable}" is not set: add \`id_tokens: { ${source.variable}: { aud: "<audience>" } }\` to the job in .gitlab-ci.yml`,
@@ -208,7 +333,7 @@ export async function getSubjectToken(
     }
     case "env":
       return nonEmpty(
-        Deno.env.get(source.variable),
+        env(source.variable),
         `Environment variable "${source.variable}" (--subject-token-env)`,
         "set it to the subject token",
       );

@@ -2,7 +2,7 @@
 // response and reading the CLI's configuration. `deno task bench` runs them before the
 // whole-process benchmark.
 
-import { parseCliConfig } from "../_cli_options.ts";
+import { parseCommandLine } from "../_cli_config.ts";
 import { decodeJwt } from "../_jwt.ts";
 import { buildTokenExchangeRequest } from "../_request.ts";
 import { processTokenExchangeResponse } from "../_response.ts";
@@ -65,7 +65,7 @@ const env: Record<string, string> = {
 };
 
 Deno.bench("read the CLI configuration from plugin variables", { group: "cli" }, () => {
-  parseCliConfig([], (name) => env[name]);
+  parseCommandLine([], (name) => env[name]);
 });
 
 Deno.bench("decode a JWT's claims for --debug", { group: "cli" }, () => {

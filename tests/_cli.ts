@@ -25,6 +25,8 @@ export interface CliOptions {
   noAgent?: boolean;
   /** Deno permission flags instead of the defaults. */
   permissions?: string[];
+  /** The working directory. */
+  cwd?: string;
   /**
    * More secrets to look for, asked for once the run is over (a token a server issued is known
    * only then): `hidden` may appear nowhere, `issued` only on stdout.
@@ -60,6 +62,7 @@ export async function runCli(args: string[], options: CliOptions = {}): Promise<
         ...args,
       ],
       clearEnv: true,
+      cwd: options.cwd,
       env: {
         ...baseEnv(),
         PATH: [...(options.noAgent ? [] : [STANDIN_BIN]), DENO_BIN_DIR, "/usr/bin", "/bin"].join(

@@ -1,6 +1,6 @@
 // The fault catalogue: what a token endpoint (or what stands in front of it) can do wrong, what the
 // client must do about it, and a runner that records what it did. tests/faults_test.ts holds each
-// observation to the expected one, and the README's Reliability table is generated from the same
+// observation to the expected one, and docs/reliability.md's table is generated from the same
 // observations (tests/_reliability.ts), so the table states only what the suite saw.
 
 import { Buffer } from "node:buffer";
@@ -232,7 +232,7 @@ export interface FaultGroup {
   faults: readonly Fault[];
 }
 
-/** Every fault the suite tries, in the README's order. */
+/** Every fault the suite tries, in docs/reliability.md's order. */
 export const FAULT_GROUPS: readonly FaultGroup[] = [
   {
     test: "exchangeToken() reports a broken connection as a NetworkError, after its retries",
@@ -353,7 +353,7 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         cli: {
           retries: 0,
           line:
-            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise timeout, or check this agent can reach the endpoint`,
+            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise --timeout, or check this agent can reach the endpoint`,
         },
       },
       {
@@ -391,7 +391,7 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         cli: {
           retries: 0,
           line:
-            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise timeout, or check this agent can reach the endpoint`,
+            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise --timeout, or check this agent can reach the endpoint`,
         },
       },
       {
@@ -414,7 +414,7 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         cli: {
           retries: 0,
           line:
-            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise timeout, or check this agent can reach the endpoint`,
+            `Token endpoint "http://127.0.0.1:PORT/token" did not answer within 0.3 s: raise --timeout, or check this agent can reach the endpoint`,
         },
       },
     ],
@@ -892,7 +892,7 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         cli: {
           retries: 0,
           line:
-            'Issuer metadata at http://127.0.0.1:PORT/.well-known/openid-configuration names issuer "https://evil.example.com", not "http://127.0.0.1:PORT": set the issuer to exactly what its tokens say, or set token-endpoint instead',
+            'Issuer metadata at http://127.0.0.1:PORT/.well-known/openid-configuration names issuer "https://evil.example.com", not "http://127.0.0.1:PORT": set the issuer to exactly what its tokens say, or set --token-endpoint instead',
         },
       },
       {
@@ -926,7 +926,7 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         cli: {
           retries: 0,
           line:
-            'The discovered token endpoint "https://sts.example.com/token" is not on the issuer\'s host "127.0.0.1:PORT", and this run may reach only that: set token-endpoint to it instead of issuer',
+            'The discovered token endpoint "https://sts.example.com/token" is not on the issuer\'s host "127.0.0.1:PORT", and this run may reach only that: set --token-endpoint to it instead of --issuer',
         },
       },
       {
@@ -965,7 +965,7 @@ export const FAULT_GROUPS: readonly FaultGroup[] = [
         cli: {
           retries: 0,
           line:
-            'The discovered token endpoint "http://127.0.0.1:PORT/token" is plain http under an https issuer: set token-endpoint to an https URL instead of issuer',
+            'The discovered token endpoint "http://127.0.0.1:PORT/token" is plain http under an https issuer: set --token-endpoint to an https URL instead of --issuer',
         },
       },
       {

@@ -3,7 +3,7 @@
 // the number of cases. fast-check prints the seed and the shrunk counterexample on a failure.
 
 import fc from "fast-check";
-import { ENV_PREFIX, FLAGS } from "../_cli_options.ts";
+import { ENV_PREFIX, FLAGS } from "../_cli_flags.ts";
 
 export { fc };
 
@@ -70,6 +70,7 @@ export const EDGE_VALUES = [
   "post",
   "token",
   "json",
+  "kubernetes",
   "buildkite",
   "github-actions",
   "gitlab",
@@ -133,7 +134,7 @@ export const GOOD_VALUES: Readonly<Record<string, readonly string[]>> = {
   "subject-token-env": ["MY_TOKEN"],
   "subject-token-file": ["/tmp/subject-token", "-"],
   "subject-token-source": ["buildkite", "github-actions", "gitlab"],
-  format: ["token", "json"],
+  format: ["token", "json", "kubernetes"],
   debug: ["true", "false"],
 };
 

@@ -33,7 +33,7 @@ export async function publishedFiles(): Promise<string[]> {
   const output = result.stdout + result.stderr;
   assert.match(output, /Success Dry run complete/);
   return [...output.matchAll(/^\s+(file:\/\/\S+) \(/gm)].map((m) => {
-    assert.ok(m[1]!.startsWith(ROOT.href), m[1]);
+    assert.ok(m[1]!.startsWith(ROOT.href), m[1]!);
     return decodeURIComponent(m[1]!.slice(ROOT.href.length));
   }).sort();
 }

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { Ajv } from "ajv";
-import { FLAGS, helpText } from "../_cli_options.ts";
+import { FLAGS, helpText } from "../_cli_flags.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import {
   anchors,

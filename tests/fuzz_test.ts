@@ -4,7 +4,8 @@
 // and the shrunk counterexample, and FUZZ_SEED=<seed> replays it.
 
 import assert from "node:assert/strict";
-import { type CliConfig, parseCliConfig, UsageError } from "../_cli_options.ts";
+import { type CliCommand, parseCommandLine } from "../_cli_config.ts";
+import { UsageError } from "../_cli_flags.ts";
 import { TokenExchangeError } from "../_errors.ts";
 import type { ReadResponse } from "../_http.ts";
 import { formEncode } from "../_request.ts";
@@ -283,21 +284,22 @@ function lookup(env: Map<string, string>) {
   return (name: string) => env.get(name);
 }
 
-/** What a parse came to: a configuration, or a usage error (exit status 2). */
-function parse(args: string[], env: Map<string, string>): CliConfig | UsageError {
+/** What a parse came to: a command, or a usage error (exit status 2). */
+function parse(args: string[], env: Map<string, string>): CliCommand | UsageError {
   try {
-    return parseCliConfig(args, lookup(env));
+    return parseCommandLine(args, lookup(env));
   } catch (error) {
     if (error instanceof UsageError) return error;
     throw new Error(
-      `parseCliConfig(${JSON.stringify(args)}, ${JSON.stringify([...env])}) threw ${error}`,
+      `parseCommandLine(${JSON.stringify(args)}, ${JSON.stringify([...env])}) threw ${error}`,
       { cause: error },
     );
   }
 }
 
-function checkConfig(config: CliConfig): void {
-  if (config.help || config.version) return;
+function checkConfig(command: CliCommand): void {
+  if (command.kind !== "run") return;
+  const config = command.config;
   assert.ok(
     (config.tokenEndpoint === undefined) !== (config.issuer === undefined),
     "exactly one of token endpoint and issuer",
@@ -307,11 +309,16 @@ function checkConfig(config: CliConfig): void {
   if (config.clientSecret !== undefined) {
     assert.ok(config.clientId !== undefined && config.clientSecret !== "");
   }
-  assert.ok(["token", "json"].includes(config.format));
+  assert.ok(["token", "json", "kubernetes"].includes(config.format));
+  assert.equal(
+    config.execCredentialApiVersion,
+    config.format === "kubernetes" ? "client.authentication.k8s.io/v1" : undefined,
+  );
+  assert.ok(config.targetAudience.every((audience) => audience.trim() !== ""));
   assert.ok(["basic", "post"].includes(config.clientAuth));
 }
 
-Deno.test("parseCliConfig() returns a sound configuration or a UsageError (exit 2) for any flags and variables", () => {
+Deno.test("parseCommandLine() returns a sound configuration or a UsageError (exit 2) for any flags and variables", () => {
   let configs = 0;
   let usageErrors = 0;
   fc.assert(
@@ -388,14 +395,17 @@ Deno.test("cli.ts exits 0, 1 or 2 as its parsed options predict, for random flag
       const predicted = parse(args, env);
       const expected = predicted instanceof UsageError
         ? "usage"
-        : predicted.help || predicted.version
+        : predicted.kind !== "run"
         ? "info"
         : "run";
       classes.set(expected, (classes.get(expected) ?? 0) + 1);
       await t.step(`#${index} (${expected}): ${JSON.stringify(args)}`, async () => {
         const result = await runCli(args, { env: Object.fromEntries(env) });
         const context = `seed ${SEED}, case ${index}: ${result.stderr}`;
-        if (!(expected === "run" && (predicted as CliConfig).debug)) {
+        const config = predicted instanceof UsageError || predicted.kind !== "run"
+          ? undefined
+          : predicted.config;
+        if (!config?.debug) {
           assert.doesNotMatch(
             result.stderr,
             /^\s+at /m,
@@ -426,10 +436,11 @@ Deno.test("cli.ts exits 0, 1 or 2 as its parsed options predict, for random flag
             classes.set(`exit ${result.code}`, (classes.get(`exit ${result.code}`) ?? 0) + 1);
             if (result.code === 0) {
               assert.deepEqual(errors, [], context);
-              const config = predicted as CliConfig;
               assert.equal(
-                config.format === "json"
+                config!.format === "json"
                   ? JSON.parse(result.stdout).access_token
+                  : config!.format === "kubernetes"
+                  ? JSON.parse(result.stdout).status.token
                   : result.stdout.trimEnd(),
                 ISSUED_TOKEN,
                 context,

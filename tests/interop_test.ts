@@ -3,7 +3,8 @@
 // the library and, for a few, through cli.ts as a subprocess (checked for secrets by runCli()).
 //
 // Where that server departs from the RFCs, a test shows the departure on the wire, what the client
-// does about it, and which setting makes it work (README, Compatibility).
+// does about it, and which setting makes it work (docs/recipes.md, "Servers that depart from the
+// RFCs").
 
 import assert from "node:assert/strict";
 import { buildTokenExchangeRequest, decodeJwt, exchangeToken, OAuthError } from "../mod.ts";
@@ -495,14 +496,14 @@ for (const debug of [false, true]) {
         good,
         ["--client-id", CLIENTS.deployer.id, "--client-secret-env", "STS_SECRET"],
         { STS_SECRET: "not-the-secret" },
-        'Token endpoint refused the exchange: HTTP 401, error "invalid_client": "Client has been revoked or is invalid."; check client-id, the secret in client-secret-env and client-auth (basic or post)',
+        'Token endpoint refused the exchange: HTTP 401, error "invalid_client": "Client has been revoked or is invalid."; check --client-id, the secret in --client-secret-env and --client-auth (basic or post)',
       ],
       [
         "an unknown scope",
         good,
         ["--client-id", CLIENTS.public.id, "--scope", "admin"],
         {},
-        'Token endpoint refused the exchange: HTTP 400, error "invalid_scope": "Check the `admin` scope(s)"; check scope against what the endpoint allows',
+        'Token endpoint refused the exchange: HTTP 400, error "invalid_scope": "Check the `admin` scope(s)"; check --scope against what the endpoint allows',
       ],
       [
         "an expired subject token",
@@ -535,7 +536,7 @@ Deno.test("cli.ts needs --client-auth post for a secret @jmondi/oauth2-server ca
     assert.deepEqual({ code: result.code, errors: errorLines(result.stderr) }, {
       code: 1,
       errors: [
-        'token-exchange: Token endpoint refused the exchange: HTTP 401, error "invalid_client": "Client has been revoked or is invalid."; check client-id, the secret in client-secret-env and client-auth (basic or post)',
+        'token-exchange: Token endpoint refused the exchange: HTTP 401, error "invalid_client": "Client has been revoked or is invalid."; check --client-id, the secret in --client-secret-env and --client-auth (basic or post)',
         CLAIMS_LINE,
       ],
     });

@@ -11,7 +11,7 @@ Deno.test("deno publish ships the library and CLI sources, deno.json, README and
       if (!entry.name.endsWith("_test.ts")) sources.push(entry.name);
     }
   }
-  assert.ok(sources.includes("_subject_token.ts") && sources.includes("_cli_options.ts"));
+  assert.ok(sources.includes("_subject_token.ts") && sources.includes("_cli_config.ts"));
   assert.deepEqual(
     await publishedFiles(),
     [...sources, "deno.json", "README.md", "LICENSE"].sort(),

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { FLAGS } from "../_cli_options.ts";
+import { FLAGS } from "../_cli_flags.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { blocks, headings, read, section, userDocs } from "./_markdown.ts";
 

@@ -7,7 +7,7 @@ import { STANDIN_BIN } from "./_cli.ts";
 import { publishedFiles, ROOT_PATH } from "./_publish.ts";
 import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import { assertNoSecrets, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
-import { helpText } from "../_cli_options.ts";
+import { helpText } from "../_cli_flags.ts";
 import { VERSION } from "../_constants.ts";
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -18,18 +18,23 @@ const CONTENT_TYPES: Record<string, string> = {
 
 /** The modules cli.ts imports, statically or with `import()`: what a run must fetch. */
 const CLI_MODULES = [
-  "_cli_options.ts",
+  "_cli_config.ts",
+  "_cli_flags.ts",
+  "_cli_report.ts",
   "_constants.ts",
   "_direct_fetch.ts",
   "_discovery.ts",
   "_errors.ts",
   "_exchange.ts",
+  "_exec_credential.ts",
   "_http.ts",
+  "_json.ts",
   "_jwt.ts",
   "_redact.ts",
   "_request.ts",
   "_response.ts",
   "_subject_token.ts",
+  "_url.ts",
   "cli.ts",
 ];
 

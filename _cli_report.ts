@@ -1,0 +1,92 @@
+// What the CLI says about a failure, and what --debug says about a token: the hint that says what
+// to change, the subject token's iss, sub and aud, and a token's header and claims. Loaded only on
+// a failure or with --debug: each module costs start-up time on the way to a token.
+
+import { type CliConfig, labelOf } from "./_cli_config.ts";
+import { OAuthError, TokenExchangeError } from "./_errors.ts";
+import { decodeJwt } from "./_jwt.ts";
+import type { SubjectTokenSource } from "./_subject_token.ts";
+
+const SOURCE_LABELS: Record<SubjectTokenSource["kind"], string> = {
+  buildkite: "Buildkite OIDC token",
+  "github-actions": "GitHub Actions ID token",
+  gitlab: "GitLab ID token",
+  env: "Subject token",
+  file: "Subject token",
+};
+
+/** What the subject token is called in messages: "Buildkite OIDC token", … */
+export function subjectTokenLabel(source: SubjectTokenSource): string {
+  return SOURCE_LABELS[source.kind];
+}
+
+/** The claims that identify a token to a trust policy, as one line, or what it is if not a JWT. */
+export function identify(label: string, token: string): string {
+  const decoded = decodeJwt(token);
+  if (decoded === undefined) {
+    return `${label}: not a JWT (an opaque ${token.length}-character token)`;
+  }
+  const fields = ["iss", "sub", "aud"].map((name) =>
+    `${name}=${
+      decoded.claims[name] === undefined ? "(none)" : JSON.stringify(decoded.claims[name])
+    }`
+  );
+  return `${label}: ${fields.join(" ")}`;
+}
+
+/** Everything a token says about itself, for --debug: header and claims, never the signature. */
+export function explain(label: string, token: string, now = Date.now()): string {
+  const decoded = decodeJwt(token);
+  if (decoded === undefined) {
+    return `${label}: not a JWT (an opaque ${token.length}-character token)`;
+  }
+  const exp = decoded.claims.exp;
+  const expiry = typeof exp === "number" ? `; expires in ${Math.round(exp - now / 1000)} s` : "";
+  return `${label}: header ${JSON.stringify(decoded.header)} claims ${
+    JSON.stringify(decoded.claims)
+  }${expiry}`;
+}
+
+/**
+ * What to change, for the errors where the message alone does not say, naming each option as the
+ * user set it (a flag, or as `pipeline.yml` spells it).
+ */
+export function hint(error: unknown, config: CliConfig): string {
+  const name = (flag: string) => labelOf(config, flag);
+  if (error instanceof OAuthError) {
+    switch (error.error) {
+      case "invalid_client":
+      case "unauthorized_client":
+        return config.clientId === undefined
+          ? `; the endpoint wants client authentication: set ${name("client-id")} (and ${
+            name("client-secret-env")
+          })`
+          : `; check ${name("client-id")}, the secret in ${name("client-secret-env")} and ${
+            name("client-auth")
+          } (basic or post)`;
+      case "invalid_target":
+        return `; check ${name("target-audience")} and ${
+          name("resource")
+        } against what the endpoint allows`;
+      case "invalid_scope":
+        return `; check ${name("scope")} against what the endpoint allows`;
+      case "unsupported_grant_type":
+        return `; this endpoint does not do RFC 8693 token exchange: check ${
+          name(config.tokenEndpoint === undefined ? "issuer" : "token-endpoint")
+        }`;
+      case "invalid_grant":
+      case "invalid_request":
+      case "access_denied":
+        return "; check that the endpoint's trust policy accepts the token's iss, sub and aud below";
+    }
+    return "";
+  }
+  if (error instanceof TokenExchangeError) {
+    if (error.code === "timeout") {
+      return `: raise ${name("timeout")}, or check this agent can reach the endpoint`;
+    }
+    if (error.code === "network") return ": check the URL and that this agent can reach the host";
+    if (error.status === 404) return ": check the token endpoint URL";
+  }
+  return "";
+}

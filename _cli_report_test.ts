@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { type CliCommand, type CliConfig, parseCommandLine } from "./_cli_config.ts";
+import { explain, hint, identify } from "./_cli_report.ts";
+import { HttpStatusError, NetworkError, OAuthError, TimeoutError } from "./_errors.ts";
+
+const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
+
+function config(args: string[], env: Record<string, string> = {}): CliConfig {
+  const command = parseCommandLine(args, (name) => env[name]);
+  return (command as Extract<CliCommand, { kind: "run" }>).config;
+}
+
+function oauth(error: string, status = 400): OAuthError {
+  return new OAuthError(`refused: ${error}`, status, { error });
+}
+
+Deno.test("hint() names each option as the user set it: a flag from the CLI, the pipeline.yml option from the plugin", () => {
+  const errors = [
+    oauth("invalid_client", 401),
+    oauth("invalid_target"),
+    oauth("invalid_scope"),
+    oauth("unsupported_grant_type"),
+    new TimeoutError("slow", 1000),
+  ];
+  const fromFlags = config(["--token-endpoint", "https://sts.example.com/token"]);
+  assert.deepEqual(errors.map((error) => hint(error, fromFlags)), [
+    "; the endpoint wants client authentication: set --client-id (and --client-secret-env)",
+    "; check --target-audience and --resource against what the endpoint allows",
+    "; check --scope against what the endpoint allows",
+    "; this endpoint does not do RFC 8693 token exchange: check --token-endpoint",
+    ": raise --timeout, or check this agent can reach the endpoint",
+  ]);
+  const fromPlugin = config(["--format", "hook"], {
+    [`${P}ISSUER`]: "https://issuer.example.com",
+    [`${P}CLIENT_ID`]: "ci",
+  });
+  assert.deepEqual(errors.map((error) => hint(error, fromPlugin)), [
+    "; check client-id, the secret in client-secret-env and client-auth (basic or post)",
+    "; check target-audience and resource against what the endpoint allows",
+    "; check scope against what the endpoint allows",
+    "; this endpoint does not do RFC 8693 token exchange: check issuer",
+    ": raise timeout, or check this agent can reach the endpoint",
+  ]);
+  // Some from a flag and some from a variable: each as it was set.
+  const mixed = config(["--client-id", "ci", "--client-secret-env", "S"], {
+    [`${P}TOKEN_ENDPOINT`]: "https://sts.example.com/token",
+    [`${P}CLIENT_AUTH`]: "post",
+    S: "s3cret",
+  });
+  assert.equal(
+    hint(oauth("unauthorized_client"), mixed),
+    "; check --client-id, the secret in --client-secret-env and client-auth (basic or post)",
+  );
+});
+
+Deno.test("hint() says what to check for a refused grant, a network error and a 404, and nothing otherwise", () => {
+  const run = config(["--token-endpoint", "https://sts.example.com/token"]);
+  assert.deepEqual(
+    [
+      oauth("invalid_grant"),
+      oauth("temporarily_unavailable", 503),
+      new NetworkError("down"),
+      new HttpStatusError("gone", 404, "text/plain", "Not Found"),
+      new HttpStatusError("teapot", 418, "text/plain", ""),
+      new Error("other"),
+    ].map((error) => hint(error, run)),
+    [
+      "; check that the endpoint's trust policy accepts the token's iss, sub and aud below",
+      "",
+      ": check the URL and that this agent can reach the host",
+      ": check the token endpoint URL",
+      "",
+      "",
+    ],
+  );
+});
+
+Deno.test("identify() and explain() show a token's claims, never its signature, and cope with an opaque one", () => {
+  const token = [
+    { alg: "RS256" },
+    { iss: "https://agent.buildkite.com", sub: "organization:acme", exp: 1_000_060 },
+  ].map((part) => btoa(JSON.stringify(part)).replace(/=+$/, "")).join(".") + ".c2lnbmF0dXJl";
+  assert.equal(
+    identify("Buildkite OIDC token", token),
+    'Buildkite OIDC token: iss="https://agent.buildkite.com" sub="organization:acme" aud=(none)',
+  );
+  assert.equal(
+    explain("Issued token", token, 1_000_000_000),
+    'Issued token: header {"alg":"RS256"} claims {"iss":"https://agent.buildkite.com","sub":"organization:acme","exp":1000060}; expires in 60 s',
+  );
+  assert.equal(
+    identify("Subject token", "opaque-token"),
+    "Subject token: not a JWT (an opaque 12-character token)",
+  );
+  assert.equal(
+    explain("Subject token", "opaque-token"),
+    "Subject token: not a JWT (an opaque 12-character token)",
+  );
+});
