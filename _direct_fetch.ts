@@ -20,6 +20,8 @@ import { isLoopbackHostname } from "./_url.ts";
 export interface DirectFetch extends Disposable {
   /** Deno's `fetch`, with a proxy-free client for a loopback URL. */
   fetch: typeof fetch;
+  /** Makes the client for URL's host now rather than at its first request. */
+  prepare(url: URL): void;
 }
 
 /** What NO_PROXY gains for a loopback https client: every loopback name and address. */
@@ -53,9 +55,12 @@ function noProxyClient(): Deno.HttpClient | undefined {
  */
 export function directLoopbackFetch(): DirectFetch {
   const clients = new Map<string, Deno.HttpClient | undefined>();
-  const direct = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const url = new URL(input instanceof Request ? input.url : input);
-    if (!isLoopbackHostname(url.hostname)) return await fetch(input, init);
+  // Another host's client: Deno's own settings (proxies included), made ahead by prepare().
+  let other: { host: string; client: Deno.HttpClient } | undefined;
+  const clientFor = (url: URL): Deno.HttpClient | undefined => {
+    if (!isLoopbackHostname(url.hostname)) {
+      return other?.host === url.host ? other.client : undefined;
+    }
     const key = url.protocol === "https:" ? "https:" : url.host;
     if (!clients.has(key)) {
       clients.set(
@@ -69,14 +74,23 @@ export function directLoopbackFetch(): DirectFetch {
         }),
       );
     }
-    const client = clients.get(key);
+    return clients.get(key);
+  };
+  const direct = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const client = clientFor(new URL(input instanceof Request ? input.url : input));
     return await fetch(input, client === undefined ? init : { ...init, client });
   };
   return {
     fetch: direct,
+    prepare(url: URL) {
+      if (isLoopbackHostname(url.hostname)) clientFor(url);
+      else if (other === undefined) other = { host: url.host, client: Deno.createHttpClient({}) };
+    },
     [Symbol.dispose]() {
       for (const client of clients.values()) client?.close();
       clients.clear();
+      other?.client.close();
+      other = undefined;
     },
   };
 }

@@ -101,8 +101,9 @@ function toJson(result: TokenExchangeResponse): string {
 async function output(config: CliConfig, result: TokenExchangeResponse): Promise<string> {
   switch (config.format) {
     case "hook":
-      // The token (printable ASCII, checked), then its lifetime in seconds when known.
-      return `${result.accessToken}\n${
+      // "ok", the token (printable ASCII, checked), then its lifetime in seconds when known: the
+      // hook reads these three lines and goes on while Deno shuts down.
+      return `ok\n${result.accessToken}\n${
         result.expiresIn === undefined ? "" : Math.floor(result.expiresIn)
       }`;
     case "json":
@@ -155,6 +156,14 @@ export async function main(
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
 ): Promise<number> {
   const fail = errorWriter(args);
+  const status = await command(args, env, fail);
+  // --format hook ends a failure with its status, which the hook reads instead of waiting for the
+  // process to end.
+  if (status !== 0 && fail !== say) console.log(`!exit ${status}`);
+  return status;
+}
+
+async function command(args: readonly string[], env: Env, fail: (text: string) => void) {
   let command;
   try {
     command = parseCommandLine(args, env);
@@ -187,6 +196,8 @@ async function run(config: CliConfig, env: Env, fail: (text: string) => void): P
   // A loopback endpoint (or issuer, or token service) is reached directly, never through a proxy
   // from the environment; other hosts keep HTTPS_PROXY and NO_PROXY.
   using direct = directLoopbackFetch();
+  // Its HTTP client is made now, while the hooks' agent call is still under way (about 10 ms).
+  direct.prepare(config.tokenEndpoint ?? config.issuer!);
   const http: HttpOptions & HttpInternals = {
     timeout: config.timeout,
     retries: config.retries,

@@ -213,7 +213,7 @@ Deno.test("cli.ts says what to do when buildkite-agent is not on PATH", async ()
   );
 });
 
-Deno.test("cli.ts --format hook: the token and expires_in on stdout, or the error lines there, for the hooks", async (t) => {
+Deno.test("cli.ts --format hook: ok, the token and expires_in on stdout, or the error lines and the status there, for the hooks", async (t) => {
   await using server = startTokenEndpoint(issued);
   // What the hook grants: no --allow-run, since the hook runs the agent.
   const HOOK_PERMISSIONS = ["--allow-net=127.0.0.1", "--allow-env"];
@@ -233,7 +233,7 @@ Deno.test("cli.ts --format hook: the token and expires_in on stdout, or the erro
     });
     assert.deepEqual(result, {
       code: 0,
-      stdout: `${ISSUED_TOKEN}\n3600\n`,
+      stdout: `ok\n${ISSUED_TOKEN}\n3600\n`,
       stderr: "",
       agentCalls: [],
     });
@@ -248,7 +248,10 @@ Deno.test("cli.ts --format hook: the token and expires_in on stdout, or the erro
     });
     assert.equal(result.code, 2);
     assert.equal(result.stderr, "");
-    assert.match(result.stdout, /^token-exchange: Token endpoint \(--token-endpoint\) "ftp:/);
+    assert.match(
+      result.stdout,
+      /^token-exchange: Token endpoint \(--token-endpoint\) "ftp:.*\n!exit 2\n$/,
+    );
   });
   await t.step("the agent failed", async () => {
     const result = await runCli(["--token-endpoint", server.url, ...hook], {
@@ -259,7 +262,7 @@ Deno.test("cli.ts --format hook: the token and expires_in on stdout, or the erro
     assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
       code: 1,
       stdout:
-        "token-exchange: buildkite-agent oidc request-token failed (exit status 1): FATAL 403 Forbidden\n",
+        "token-exchange: buildkite-agent oidc request-token failed (exit status 1): FATAL 403 Forbidden\n!exit 1\n",
       stderr: "",
     });
   });

@@ -114,7 +114,7 @@ async function pluginCopy(checksum: string | undefined): Promise<string> {
 
 // What the release binary does, as far as the hook can tell: print a token, and note each run.
 const ARTIFACT = new TextEncoder().encode(
-  `#!/usr/bin/env bash\ncat >/dev/null\necho run >>"$ARTIFACT_LOG"\nprintf '%s\\n' "$ARTIFACT_TOKEN"\n`,
+  `#!/usr/bin/env bash\ncat >/dev/null\necho run >>"$ARTIFACT_LOG"\nprintf 'ok\\n%s\\n\\n' "$ARTIFACT_TOKEN"\n`,
 );
 const ARTIFACT_SHA256 = Array.from(
   new Uint8Array(await crypto.subtle.digest("SHA-256", ARTIFACT)),
