@@ -683,7 +683,15 @@ token_exchange_renew() {
 # token_exchange_redact TOKEN: hands TOKEN to the agent's log redactor on stdin (a pipe, never a
 # file or an argument, so it is not in the process list); warns on an agent too old for it.
 token_exchange_redact() {
-  if ! printf '%s\n' "$1" | buildkite-agent redactor add >/dev/null 2>&1; then
+  local status=0
+  if ((${#1} < 60000 && (BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1)))); then
+    # bash 5.1 and later hand a here-string smaller than a pipe's buffer over a pipe, never a
+    # temporary file; it saves the fork of a pipeline.
+    buildkite-agent redactor add <<<"$1" >/dev/null 2>&1 || status=$?
+  else
+    printf '%s\n' "$1" | buildkite-agent redactor add >/dev/null 2>&1 || status=$?
+  fi
+  if [[ "$status" -ne 0 ]]; then
     echo "⚠️ buildkite-agent could not add the token to the log redactor (redactor add needs agent 3.66 or later): upgrade the agent so the token is masked if a command prints it" >&2
   fi
 }
