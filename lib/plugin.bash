@@ -16,9 +16,6 @@ TOKEN_EXCHANGE_PREFIX=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_
 TOKEN_EXCHANGE_OPTIONS=" TOKEN_ENDPOINT ISSUER AUDIENCE BUILDKITE_AUDIENCE LIFETIME CLAIMS SUBJECT_TOKEN_TYPE TARGET_AUDIENCE RESOURCE SCOPE REQUESTED_TOKEN_TYPE EXTRA_PARAMS CLIENT_ID CLIENT_SECRET_ENV CLIENT_AUTH ENV_VAR TOKEN_FILE TIMEOUT RETRIES HOOK REDACT DEBUG REFRESH OIDC_TOKEN_FILE GOOGLE_CREDENTIALS SERVICE_ACCOUNT SERVICE_ACCOUNT_TOKEN_LIFETIME AWS_ROLE_ARN "
 TOKEN_EXCHANGE_LIST_OPTIONS=" CLAIMS TARGET_AUDIENCE RESOURCE SCOPE EXTRA_PARAMS "
 
-# Where release binaries are downloaded from when Deno is not installed; a mirror can replace it.
-TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL=https://github.com/equinixmetal-buildkite/token-exchange-buildkite-plugin/releases/download
-
 # token_exchange_option VAR NAME DEFAULT: VAR = the plugin option NAME (upper snake case), or
 # DEFAULT when it is unset or empty.
 token_exchange_option() {
@@ -191,135 +188,6 @@ token_exchange_host() {
   printf -v "$1" '%s' "${url_host}${url_port:+:$((10#$url_port))}"
 }
 
-# token_exchange_target VAR: VAR = the Rust target triple of this machine, as deno compile names it.
-token_exchange_target() {
-  local os arch
-  case "$(uname -s)" in
-    Linux) os=unknown-linux-gnu ;;
-    Darwin) os=apple-darwin ;;
-    *) os="" ;;
-  esac
-  case "$(uname -m)" in
-    x86_64 | amd64) arch=x86_64 ;;
-    arm64 | aarch64) arch=aarch64 ;;
-    *) arch="" ;;
-  esac
-  if [[ -z "$os" || -z "$arch" ]]; then
-    printf -v "$1" '%s' ""
-  else
-    printf -v "$1" '%s' "${arch}-${os}"
-  fi
-}
-
-# token_exchange_sha256 FILE: prints the SHA-256 of FILE. openssl first: on a 90 MiB binary it takes
-# about 0.1 s where sha256sum takes 0.23 s (docs/performance.md), and the hook hashes before every run.
-token_exchange_sha256() {
-  local sum
-  if command -v openssl >/dev/null 2>&1 && sum="$(openssl dgst -sha256 <"$1" 2>/dev/null)"; then
-    sum="${sum##* }"
-  elif command -v sha256sum >/dev/null 2>&1; then
-    sum="$(sha256sum <"$1")" || return 1
-  elif command -v shasum >/dev/null 2>&1; then
-    sum="$(shasum -a 256 <"$1")" || return 1
-  else
-    return 1
-  fi
-  printf '%s' "${sum%% *}"
-}
-
-# token_exchange_verified FILE EXPECTED: FILE is a regular file (not a link) whose SHA-256 is
-# EXPECTED; otherwise a 🚨 line and status 1.
-token_exchange_verified() {
-  local file="$1" expected="$2" actual what="${3:-cached}"
-  if [[ -L "$file" || ! -f "$file" ]]; then
-    token_exchange_error "The ${what} token-exchange binary ${file} is not a regular file: it was not run" \
-      "Remove it so the next job downloads it again"
-    return 1
-  fi
-  if ! actual="$(token_exchange_sha256 "$file")"; then
-    token_exchange_error "Cannot verify the token-exchange binary: neither sha256sum nor shasum is installed or can read ${file}"
-    return 1
-  fi
-  if [[ "$actual" != "$expected" ]]; then
-    token_exchange_error "The ${what} token-exchange binary has SHA-256 ${actual}, not the ${expected} this plugin version pins: it was not run" \
-      "${4:-Remove ${file} so the next job downloads it again; if this repeats, something on this agent changes the cache}"
-    return 1
-  fi
-}
-
-# token_exchange_binary VAR PLUGIN_DIR: VAR = the path of this release's CLI binary, downloaded into
-# the cache on first use and checked against the pinned SHA-256 before every run (another job on
-# the agent can change a cached file). Never runs, or leaves where it would be run, an unverified file.
-token_exchange_binary() {
-  local plugin_dir="$2" target version="" expected="" line url cache binary tmp
-  local install="install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly"
-  token_exchange_target target
-  if [[ -z "$target" ]]; then
-    token_exchange_error "Deno is not installed, and there is no token-exchange binary for $(uname -s) $(uname -m): ${install}"
-    return 1
-  fi
-  while IFS= read -r line || [[ -n "$line" ]]; do
-    case "$line" in
-      *'"version": "'*) version="${line#*\"version\": \"}" && version="${version%%\"*}" && break ;;
-    esac
-  done <"${plugin_dir}/deno.json"
-  if [[ -f "${plugin_dir}/dist/SHA256SUMS" ]]; then
-    while IFS= read -r line || [[ -n "$line" ]]; do
-      case "$line" in
-        *"  token-exchange-${target}") expected="${line%% *}" ;;
-      esac
-    done <"${plugin_dir}/dist/SHA256SUMS"
-  fi
-  if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then
-    token_exchange_error "Deno is not installed, and this plugin ref has no release binary (only release tags such as v${version} have them): ${install}, or pin the plugin to a release tag"
-    return 1
-  fi
-  cache="${TOKEN_EXCHANGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/token-exchange-buildkite-plugin}/v${version}"
-  binary="${cache}/token-exchange-${target}"
-  if [[ -e "$binary" || -L "$binary" ]]; then
-    token_exchange_debug "Verifying the cached binary ${binary}"
-    token_exchange_verified "$binary" "$expected" || return 1
-    printf -v "$1" '%s' "$binary"
-    return 0
-  fi
-  url="${TOKEN_EXCHANGE_DOWNLOAD_URL:-$TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL}"
-  url="${url%/}/v${version}/token-exchange-${target}"
-  echo "Deno is not installed: downloading token-exchange v${version} for ${target} (once per version)"
-  token_exchange_debug "Downloading ${url} into ${cache}"
-  if ! command -v curl >/dev/null 2>&1; then
-    token_exchange_error "Deno is not installed and curl is not available to download the token-exchange binary: ${install}"
-    return 1
-  fi
-  if ! mkdir -p "$cache" 2>/dev/null; then
-    token_exchange_error "Cannot create the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
-    return 1
-  fi
-  if ! tmp="$(mktemp "${cache}/.download.XXXXXXXX" 2>/dev/null)"; then
-    token_exchange_error "Cannot create a file in the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
-    return 1
-  fi
-  local -a curl_args=(--fail --silent --show-error --location --retry 3 --connect-timeout 10 --max-time 300)
-  [[ "$url" != https://* ]] || curl_args+=(--proto-redir "=https")
-  local curl_error
-  if ! curl_error="$(curl "${curl_args[@]}" --output "$tmp" "$url" 2>&1)"; then
-    token_exchange_error "Cannot download the token-exchange binary from ${url}: $(token_exchange_printable "$curl_error")" \
-      "Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or ${install}"
-    rm -f "$tmp"
-    return 1
-  fi
-  if ! token_exchange_verified "$tmp" "$expected" downloaded \
-    "Check TOKEN_EXCHANGE_DOWNLOAD_URL (${url}) serves the v${version} release, or ${install}"; then
-    rm -f "$tmp"
-    return 1
-  fi
-  if ! chmod 0500 "$tmp" 2>/dev/null || ! mv -f "$tmp" "$binary" 2>/dev/null; then
-    rm -f "$tmp"
-    token_exchange_error "Cannot move the verified token-exchange binary into the cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
-    return 1
-  fi
-  printf -v "$1" '%s' "$binary"
-}
-
 # token_exchange_quotable_name NAME: NAME in quotes if it looks like a variable name (upper case, and
 # with an underscore or short), else "(its name not shown)": a mistaken value may be the secret
 # itself. The CLI applies the same rule (_cli_options.ts, CONVENTIONAL_ENV_NAME).
@@ -371,6 +239,8 @@ token_exchange_command() {
     token_exchange_cli+=("--allow-env=${TOKEN_EXCHANGE_PREFIX}*,NO_PROXY,no_proxy${secret_env:+,${secret_env}}")
     token_exchange_cli+=("${plugin_dir}/cli.ts")
   else
+    # shellcheck source=lib/binary.bash
+    . "${plugin_dir}/lib/binary.bash"
     token_exchange_binary resolved_binary "$plugin_dir" || return 1
     token_exchange_cli=("$resolved_binary")
   fi
@@ -450,98 +320,6 @@ token_exchange_report_failure() {
   else
     token_exchange_error "Token exchange failed: ${first}" ${details[@]+"${details[@]}"}
   fi
-}
-
-# token_exchange_job_dir VAR: VAR = this job's private directory (TMPDIR is shared by every job on
-# the agent; the job ID keeps two jobs apart). Nothing is created.
-token_exchange_job_dir() {
-  local tmp_dir="${TMPDIR:-/tmp}" job_id="${BUILDKITE_JOB_ID:-local}"
-  printf -v "$1" '%s' "${tmp_dir%/}/token-exchange-${job_id//[^A-Za-z0-9-]/_}"
-}
-
-# token_exchange_owned_dir DIR: DIR is a directory of ours, not a link to one.
-token_exchange_owned_dir() {
-  [[ -d "$1" && ! -L "$1" && -O "$1" ]]
-}
-
-# token_exchange_private_dir VAR ENV_VAR: VAR = this plugin entry's private directory (0700, in the
-# job's 0700 directory), made now unless this job already made it. A directory in its place that
-# is not ours, or is a link, is refused: another user or job may have planted it.
-token_exchange_private_dir() {
-  local job entry="" dir
-  token_exchange_job_dir job
-  entry="${job}/$2"
-  for dir in "$job" "$entry"; do
-    if [[ ! -e "$dir" && ! -L "$dir" ]] && mkdir -m 0700 "$dir" 2>/dev/null; then
-      continue
-    fi
-    if ! token_exchange_owned_dir "$dir"; then
-      token_exchange_error "Cannot use the private directory ${dir}: it is not a directory this agent's user made (another job may have put it there)" \
-        "Remove it, or set TMPDIR to a directory only this agent uses"
-      return 1
-    fi
-  done
-  printf -v "$1" '%s' "$entry"
-}
-
-# token_exchange_owned_file PATH: PATH is a regular file of ours, mode 0600, not a link: a token
-# file that an earlier job wrote, which may be replaced.
-token_exchange_owned_file() {
-  [[ -f "$1" && ! -L "$1" && -O "$1" ]] || return 1
-  [[ -n "$(find "$1" -prune -perm 0600 2>/dev/null)" ]]
-}
-
-# token_exchange_write_file PATH CONTENT: writes CONTENT to PATH atomically (a private temporary
-# file in the same directory, then a rename), so a reader never sees half a token, no link is
-# followed, and nobody can read or swap the file in between. PATH must not exist, or be a token
-# file of ours (token_exchange_owned_file).
-token_exchange_write_file() {
-  local path="$1" dir tmp
-  dir="${path%/*}"
-  [[ -n "$dir" ]] || dir=/
-  if [[ -L "$path" ]] || { [[ -e "$path" ]] && ! token_exchange_owned_file "$path"; }; then
-    return 3
-  fi
-  tmp="$(umask 077 && mktemp "${dir}/.token-exchange.XXXXXXXX" 2>/dev/null)" || return 1
-  if ! printf '%s' "$2" >"$tmp" 2>/dev/null; then
-    rm -f "$tmp"
-    return 1
-  fi
-  local -a mv_args=(-f)
-  # GNU mv: never move into a directory that appeared at PATH in the meantime.
-  [[ "$OSTYPE" != linux* ]] || mv_args+=(-T)
-  if ! mv "${mv_args[@]}" "$tmp" "$path" 2>/dev/null; then
-    rm -f "$tmp"
-    return 1
-  fi
-}
-
-# token_exchange_token_path VAR PRIVATE_DIR TOKEN_FILE: VAR = where token-file writes the token (true:
-# in the private directory), making an explicit path's directory and recording the path for
-# pre-exit (first, so pre-exit removes it whatever happens next).
-token_exchange_token_path() {
-  local private="$2" path="$3"
-  if [[ "$path" == true ]]; then
-    path="${private}/token"
-  else
-    [[ "$path" == /* ]] || path="${PWD%/}/${path}"
-    if [[ ! -d "${path%/*}" ]] && ! (umask 077 && mkdir -p "${path%/*}") 2>/dev/null; then
-      token_exchange_error "Cannot write token-file ${path}: its directory does not exist and cannot be made: use a writable directory, or token-file: true for a private one"
-      return 1
-    fi
-    printf '%s\n' "$path" >>"${private}/files"
-  fi
-  printf -v "$1" '%s' "$path"
-}
-
-# token_exchange_file_error STATUS OPTION PATH: the failure report of token_exchange_write_file.
-token_exchange_file_error() {
-  if [[ "$1" -eq 3 ]]; then
-    token_exchange_config_error "$2 ${3} exists and is not a token file this plugin wrote (a 0600 regular file of this user): it was left untouched; choose another path, or token-file: true for a private one"
-    return 2
-  fi
-  token_exchange_error "Cannot write $2 ${3}: check its directory is writable, or use token-file: true for a private one"
-  return 1
 }
 
 # token_exchange_obtain: gets this entry's tokens: sets token_exchange_oidc (when a file needs the
@@ -819,6 +597,8 @@ token_exchange_hook() {
     [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
   fi
   if [[ -n "$token_file" || "$token_exchange_oidc_file" == true ]]; then
+    # shellcheck source=lib/files.bash
+    . "${plugin_dir}/lib/files.bash"
     token_exchange_private_dir private "$env_var" || return 1
     [[ -z "$token_file" ]] || token_exchange_token_path token_exchange_token_path "$private" "$token_file" || return 1
     token_exchange_write_files "$private" || return
@@ -877,6 +657,8 @@ token_exchange_pre_exit() {
   local env_var job private path plugin_dir="${1:-.}"
   token_exchange_option env_var ENV_VAR FEDERATED_ACCESS_TOKEN
   [[ "$env_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || return 0
+  # shellcheck source=lib/files.bash
+  . "${plugin_dir}/lib/files.bash"
   token_exchange_job_dir job
   private="${job}/${env_var}"
   token_exchange_owned_dir "$job" && token_exchange_owned_dir "$private" || return 0

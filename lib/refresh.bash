@@ -105,7 +105,7 @@ token_exchange_start_refresher() {
     return 1
   fi
   # shellcheck disable=SC2016 # expanded by the refresher's bash
-  bash -c '. "$1/lib/plugin.bash" && . "$1/lib/credentials.bash" && . "$1/lib/refresh.bash" && token_exchange_refresher "$@"' \
+  bash -c 'for f in plugin credentials files refresh; do . "$1/lib/$f.bash" || exit; done; token_exchange_refresher "$@"' \
     token-exchange-refresher "$plugin_dir" "$private" "$3" "$4" "${TOKEN_EXCHANGE_JOB_PID:-$PPID}" \
     </dev/null >/dev/null 2>&1 &
   printf '%s\n' "$!" >"${private}/refresher.pid"

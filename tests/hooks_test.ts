@@ -291,7 +291,13 @@ Deno.test("shellcheck is clean on hooks/ and lib/", {
       .output()).success,
 }, async () => {
   const output = await new Deno.Command("shellcheck", {
-    args: ["-x", "hooks/environment", "hooks/pre-command", "hooks/pre-exit", "lib/plugin.bash"],
+    args: [
+      "-x",
+      "hooks/environment",
+      "hooks/pre-command",
+      "hooks/pre-exit",
+      ...[...Deno.readDirSync(`${PLUGIN_DIR}/lib`)].map((entry) => `lib/${entry.name}`).sort(),
+    ],
     cwd: PLUGIN_DIR,
   }).output();
   assert.equal(output.code, 0, new TextDecoder().decode(output.stdout));

@@ -124,9 +124,9 @@ Deno.test("pipeline.yml builds release binaries only on release/vX.Y.Z branches 
   }
 });
 
-Deno.test("release.bash and lib/plugin.bash name the same GitHub repository for the binaries", async () => {
+Deno.test("release.bash and lib/binary.bash name the same GitHub repository for the binaries", async () => {
   const release = await read("scripts/release.bash");
-  const plugin = await read("lib/plugin.bash");
+  const plugin = await read("lib/binary.bash");
   const repo = /TOKEN_EXCHANGE_RELEASE_REPO:-([^}]+)\}/.exec(release)![1]!;
   assert.match(
     plugin,

@@ -17,7 +17,7 @@ async function bash(script: string): Promise<string> {
   return new TextDecoder().decode(output.stdout);
 }
 
-const TARGET = await bash('source lib/plugin.bash; token_exchange_target t; printf %s "$t"');
+const TARGET = await bash('source lib/binary.bash; token_exchange_target t; printf %s "$t"');
 
 Deno.test("the hook's target names a binary that deno task compile builds", async () => {
   const compile = await Deno.readTextFile(`${PLUGIN_DIR}/scripts/compile.bash`);
