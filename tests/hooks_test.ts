@@ -2,7 +2,8 @@
 // buildkite-agent and a token endpoint on 127.0.0.1. Every run is checked for leaked secrets.
 
 import assert from "node:assert/strict";
-import { defaultPath, DENO_BIN_DIR, PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { baseEnv } from "./_cli.ts";
+import { defaultPath, DENO_BIN_DIR, PLUGIN_DIR, pluginEnv, runHooks } from "./_hooks.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import { BUILDKITE_CLAIMS, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
 
@@ -374,5 +375,65 @@ Deno.test("hooks/environment asks the agent for the OIDC token while Deno starts
     assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
   } finally {
     await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("debug: true lines reach the job log while the exchange is still under way, and a failure still ends with ^^^ +++", async () => {
+  // The endpoint answers 503, then holds the retry until the test has seen the hook's debug line
+  // about that 503: a hook that passed the CLI's stderr on only at the end would never show it.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await using server = startTokenEndpoint(async (_, index) => {
+    if (index === 0) return new Response("busy", { status: 503 });
+    await held;
+    return oauthError(400, { error: "invalid_grant" });
+  });
+  const work = await Deno.makeTempDir({ prefix: "hook-live-" });
+  try {
+    await Deno.writeTextFile(`${work}/agent.log`, "");
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        `set -euo pipefail; source ${JSON.stringify(`${PLUGIN_DIR}/hooks/environment`)}`,
+      ],
+      cwd: work,
+      clearEnv: true,
+      env: {
+        ...baseEnv(),
+        PATH: defaultPath().join(":"),
+        TMPDIR: work,
+        STANDIN_LOG: `${work}/agent.log`,
+        STANDIN_TOKEN: SUBJECT_TOKEN,
+        ...pluginEnv({ "token-endpoint": server.url, debug: true, retries: 1, timeout: 30 }),
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stdout = new Response(child.stdout).text();
+    // Should the line come only at the end, the retry is let go after 20 s and the test fails.
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      release();
+    }, 20_000);
+    let seen = "";
+    let live: boolean | undefined;
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      seen += decoder.decode(chunk, { stream: true });
+      if (live === undefined && /debug: .*503/.test(seen)) {
+        live = !timedOut;
+        clearTimeout(timer);
+        release();
+      }
+    }
+    clearTimeout(timer);
+    assert.equal(live, true, "the debug line came only once the exchange was over");
+    const status = await child.status;
+    assert.equal(status.code, 1);
+    assert.match(await stdout, /\^\^\^ \+\+\+\n$/);
+  } finally {
+    release();
+    await Deno.remove(work, { recursive: true });
   }
 });
