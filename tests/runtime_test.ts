@@ -121,6 +121,27 @@ const ARTIFACT_SHA256 = Array.from(
   (byte) => byte.toString(16).padStart(2, "0"),
 ).join("");
 
+/** The environment hook of PLUGIN on a machine without Deno, the release binary served by MIRROR. */
+function runWithoutDeno(
+  plugin: string,
+  noDeno: string,
+  mirror: string,
+  cache: string,
+  log: string,
+) {
+  return runHooks(["environment"], {
+    pluginDir: plugin,
+    options: { "token-endpoint": "https://sts.example.com/token" },
+    env: {
+      TOKEN_EXCHANGE_DOWNLOAD_URL: mirror,
+      TOKEN_EXCHANGE_CACHE_DIR: cache,
+      ARTIFACT_LOG: log,
+      ARTIFACT_TOKEN: ISSUED_TOKEN,
+    },
+    path: [STANDIN_BIN, noDeno],
+  });
+}
+
 Deno.test("without deno, the hook downloads the release binary once, verifies it and runs it", async () => {
   await using mirror = startTokenEndpoint((request) =>
     request.path === `/v${denoJson.version}/token-exchange-${TARGET}`
@@ -132,18 +153,7 @@ Deno.test("without deno, the hook downloads the release binary once, verifies it
   const cache = await Deno.makeTempDir();
   const log = `${cache}/runs`;
   try {
-    const run = () =>
-      runHooks(["environment"], {
-        pluginDir: plugin,
-        options: { "token-endpoint": "https://sts.example.com/token" },
-        env: {
-          TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin,
-          TOKEN_EXCHANGE_CACHE_DIR: cache,
-          ARTIFACT_LOG: log,
-          ARTIFACT_TOKEN: ISSUED_TOKEN,
-        },
-        path: [STANDIN_BIN, noDeno],
-      });
+    const run = () => runWithoutDeno(plugin, noDeno, mirror.origin, cache, log);
     const first = await run();
     assert.equal(first.code, 0, first.stderr);
     assert.equal(first.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
@@ -257,18 +267,7 @@ Deno.test("without deno, the hook checks the cached binary before every run and 
   const cache = await Deno.makeTempDir();
   const log = `${cache}/runs`;
   const binary = `${cache}/v${denoJson.version}/token-exchange-${TARGET}`;
-  const run = () =>
-    runHooks(["environment"], {
-      pluginDir: plugin,
-      options: { "token-endpoint": "https://sts.example.com/token" },
-      env: {
-        TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin,
-        TOKEN_EXCHANGE_CACHE_DIR: cache,
-        ARTIFACT_LOG: log,
-        ARTIFACT_TOKEN: ISSUED_TOKEN,
-      },
-      path: [STANDIN_BIN, noDeno],
-    });
+  const run = () => runWithoutDeno(plugin, noDeno, mirror.origin, cache, log);
   try {
     assert.equal((await run()).code, 0);
     await t.step("a changed file", async () => {
