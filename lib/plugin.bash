@@ -188,6 +188,68 @@ token_exchange_host() {
   printf -v "$1" '%s' "${url_host}${url_port:+:$((10#$url_port))}"
 }
 
+# token_exchange_items NAME: token_exchange_items = the values of list option NAME (NAME_0, NAME_1, …,
+# or NAME alone).
+token_exchange_items() {
+  local name="${TOKEN_EXCHANGE_PREFIX}$1_0" i=0
+  token_exchange_items=()
+  if [[ -n "${!name:-}" ]]; then
+    while name="${TOKEN_EXCHANGE_PREFIX}$1_${i}" && [[ -n "${!name:-}" ]]; do
+      token_exchange_items+=("${!name}")
+      i=$((i + 1))
+    done
+  else
+    name="${TOKEN_EXCHANGE_PREFIX}$1"
+    [[ -z "${!name:-}" ]] || token_exchange_items=("${!name}")
+  fi
+}
+
+# token_exchange_check_exchange_options: the options only an exchange uses, checked as the CLI checks
+# them and in its words (a test holds the two to the same messages), because the hook asks the agent
+# for the OIDC token before the CLI has started, and a mistake must stop the job before that.
+token_exchange_check_exchange_options() {
+  local value whole fraction item
+  token_exchange_option value TIMEOUT ""
+  if [[ -n "$value" ]]; then
+    whole="${value//[[:space:]]/}" fraction=""
+    [[ "$whole" != *.* ]] || fraction="${whole#*.}" whole="${whole%%.*}"
+    if [[ ! "$value" =~ ^[[:space:]]*[0-9]*\.?[0-9]+[[:space:]]*$ || ! "${whole}${fraction}" =~ [1-9] ]] ||
+      ((10#${whole:-0} > 3600)) || { ((10#${whole:-0} == 3600)) && [[ "$fraction" =~ [1-9] ]]; }; then
+      token_exchange_config_error "timeout is \"$(token_exchange_printable "$value")\": use a number of seconds above 0 (such as 10 or 2.5), at most 3600"
+      return 2
+    fi
+  fi
+  token_exchange_option value RETRIES ""
+  if [[ -n "$value" ]] && { [[ ! "$value" =~ ^[0-9]{1,3}$ ]] || ((10#$value > 100)); }; then
+    token_exchange_config_error "retries is \"$(token_exchange_printable "$value")\": use a whole number from 0 to 100"
+    return 2
+  fi
+  token_exchange_option value CLIENT_AUTH basic
+  if [[ "$value" != basic && "$value" != post ]]; then
+    token_exchange_config_error "client-auth is \"$(token_exchange_printable "$value")\": use basic or post"
+    return 2
+  fi
+  token_exchange_option value CLIENT_ID ""
+  if [[ -z "$value" && -n "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_CLIENT_SECRET_ENV:-}" ]]; then
+    token_exchange_config_error "A client secret (client-secret-env) needs a client ID: set client-id"
+    return 2
+  fi
+  token_exchange_items EXTRA_PARAMS
+  for item in ${token_exchange_items[@]+"${token_exchange_items[@]}"}; do
+    if [[ "$item" != ?*=* ]]; then
+      token_exchange_config_error "extra-params has \"$(token_exchange_printable "$item")\", not NAME=VALUE: use a parameter such as connector_id=buildkite"
+      return 2
+    fi
+  done
+  token_exchange_items RESOURCE
+  for item in ${token_exchange_items[@]+"${token_exchange_items[@]}"}; do
+    if [[ ! "$item" =~ ^[A-Za-z][A-Za-z0-9+.-]*:[^#[:space:]]+$ ]]; then
+      token_exchange_config_error "Cannot use resource \"$(token_exchange_printable "$item")\": it must be an absolute URI without a fragment (RFC 8693 §2.1), such as \"https://api.example.com\""
+      return 2
+    fi
+  done
+}
+
 # token_exchange_quotable_name NAME: NAME in quotes if it looks like a variable name (upper case, and
 # with an underscore or short), else "(its name not shown)": a mistaken value may be the secret
 # itself. The CLI applies the same rule (_cli_options.ts, CONVENTIONAL_ENV_NAME).
@@ -577,6 +639,7 @@ token_exchange_hook() {
   local -a token_exchange_cli=() token_exchange_agent=()
   token_exchange_agent_args || return
   if [[ "$token_exchange_mode" == exchange ]]; then
+    token_exchange_check_exchange_options || return
     token_exchange_command "$plugin_dir" || return
   else
     local endpoint host

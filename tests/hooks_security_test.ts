@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { JOB_ID, listTree, PLUGIN_DIR, runHooks } from "./_hooks.ts";
+import { JOB_ID, listTree, PLUGIN_DIR, pluginEnv, runHooks } from "./_hooks.ts";
 import { json, startFaultServer } from "./_fault_server.ts";
 import { startProxy } from "./_proxy.ts";
 import { certFile } from "./_tls.ts";
@@ -384,4 +384,42 @@ Deno.test("the hook reaches a loopback endpoint directly, whatever proxy the job
       assert.deepEqual(proxy.lines(), [], "the proxy was contacted");
     });
   }
+});
+
+Deno.test("the hook refuses an exchange option's mistake before asking the agent, in the CLI's words", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  const cases: [string, Record<string, string | string[]>][] = [
+    ["a timeout that is not a number", { timeout: "soon" }],
+    ["a timeout of 0", { timeout: "0" }],
+    ["a timeout over an hour", { timeout: "3600.5" }],
+    ["retries that are not a number", { retries: "many" }],
+    ["too many retries", { retries: "101" }],
+    ["client-auth in capitals", { "client-auth": "Basic" }],
+    ["a secret without a client ID", { "client-secret-env": "STS_SECRET" }],
+    ["an extra parameter without =", { "extra-params": ["connector_id=bk", "x"] }],
+    ["a resource that is not a URI", { resource: "api" }],
+  ];
+  for (const [name, more] of cases) {
+    await t.step(name, async () => {
+      const options = { "token-endpoint": server.url, ...more };
+      const env = { STS_SECRET: "not-a-real-secret" };
+      const cli = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-env", `${PLUGIN_DIR}/cli.ts`, "--subject-token-env", "NONE"],
+        clearEnv: true,
+        env: { ...pluginEnv(options), ...env, NO_COLOR: "1" },
+      }).output();
+      const cliMessage = new TextDecoder().decode(cli.stderr).split("\n")[0]!;
+      assert.equal(cli.code, 2, cliMessage);
+      const result = await runHooks(["environment"], { options, env });
+      assert.deepEqual(
+        { code: result.code, stderr: result.stderr, calls: result.agentCalls },
+        {
+          code: 2,
+          stderr: `🚨 Configuration error: ${cliMessage.replace(/^token-exchange: /, "")}\n`,
+          calls: [],
+        },
+      );
+    });
+  }
+  assert.equal(server.requests.length, 0);
 });
