@@ -2,6 +2,10 @@
 // description, a token endpoint on 127.0.0.1, and writing a result block into a Markdown file.
 
 /** The repository's root directory. */
+/** The subject token the whole-process benchmarks send: a small JWT (its signature is never checked). */
+export const SUBJECT_TOKEN =
+  "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2FnZW50LmJ1aWxka2l0ZS5jb20ifQ.c2ln";
+
 export const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 /** The Deno that runs the benchmark, which every variant uses too. */
 export const DENO = Deno.execPath();

@@ -20,13 +20,12 @@ import {
   ms,
   ROOT,
   startTokenEndpoint,
+  SUBJECT_TOKEN,
   timeCommand,
   writeSection,
 } from "./_common.ts";
 
 const WARMUP = 2;
-const SUBJECT_TOKEN =
-  "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2FnZW50LmJ1aWxka2l0ZS5jb20ifQ.c2ln";
 
 interface Variant {
   name: string;

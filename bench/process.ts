@@ -24,6 +24,7 @@ import {
   parseBenchArgs,
   ROOT,
   startTokenEndpoint,
+  SUBJECT_TOKEN,
   timeCommand,
   writeSection,
 } from "./_common.ts";
@@ -32,8 +33,6 @@ import { releaseBinaryBench } from "./_release_binary.ts";
 
 const WARMUP = 3;
 const FIRST_RUNS = 5;
-const SUBJECT_TOKEN =
-  "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2FnZW50LmJ1aWxka2l0ZS5jb20ifQ.c2ln";
 
 interface Variant {
   name: string;
