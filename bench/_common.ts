@@ -204,6 +204,22 @@ export async function loadAverage(): Promise<string> {
   return new TextDecoder().decode(output?.stdout).trim() || "n/a";
 }
 
+/**
+ * The floor every ratio is measured against: bench/floor.ts, a minimal Deno script doing the same
+ * single fetch POST (it reads the subject token from SUBJECT_TOKEN).
+ */
+export function floorCommand(endpoint: string, host: string): string[] {
+  return [
+    DENO,
+    "run",
+    "--no-config",
+    `--allow-net=${host}`,
+    "--allow-env=SUBJECT_TOKEN",
+    `${ROOT}/bench/floor.ts`,
+    endpoint,
+  ];
+}
+
 /** A token endpoint on 127.0.0.1 that answers every request with a successful exchange. */
 export function startTokenEndpoint(): {
   endpoint: string;

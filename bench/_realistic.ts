@@ -13,6 +13,7 @@ import {
   type BenchOptions,
   DENO,
   describeMachine,
+  floorCommand,
   interleave,
   loadAverage,
   median,
@@ -276,15 +277,7 @@ export async function realisticBench(options: BenchOptions): Promise<void> {
       {
         name: "f",
         what: "floor: `bench/floor.ts`, one Deno fetch",
-        command: [
-          DENO,
-          "run",
-          "--no-config",
-          `--allow-net=${token.host}`,
-          "--allow-env=SUBJECT_TOKEN",
-          `${ROOT}/bench/floor.ts`,
-          token.endpoint,
-        ],
+        command: floorCommand(token.endpoint, token.host),
         env: { SUBJECT_TOKEN: subjectToken },
       },
     );

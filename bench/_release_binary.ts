@@ -14,6 +14,7 @@ import {
   type BenchOptions,
   DENO,
   describeMachine,
+  floorCommand,
   interleave,
   loadAverage,
   median,
@@ -126,15 +127,7 @@ export async function releaseBinaryBench(options: BenchOptions): Promise<void> {
       {
         name: "f",
         what: "floor: `bench/floor.ts`, one Deno fetch",
-        command: [
-          DENO,
-          "run",
-          "--no-config",
-          `--allow-net=${token.host}`,
-          "--allow-env=SUBJECT_TOKEN",
-          `${ROOT}/bench/floor.ts`,
-          token.endpoint,
-        ],
+        command: floorCommand(token.endpoint, token.host),
       },
     ];
     const machine = await describeMachine();

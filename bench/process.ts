@@ -18,6 +18,7 @@ import {
   type BenchOptions,
   DENO,
   describeMachine,
+  floorCommand,
   interleave,
   median,
   ms,
@@ -60,15 +61,7 @@ async function loopbackBench(options: BenchOptions): Promise<void> {
     {
       name: "a",
       what: "floor: minimal Deno fetch script",
-      command: [
-        DENO,
-        "run",
-        "--no-config",
-        `--allow-net=${host}`,
-        "--allow-env=SUBJECT_TOKEN",
-        `${ROOT}/bench/floor.ts`,
-        endpoint,
-      ],
+      command: floorCommand(endpoint, host),
     },
     {
       name: "b",

@@ -3,9 +3,8 @@
 
 import assert from "node:assert/strict";
 import { baseEnv, CLI, type CliResult, runCli } from "./_cli.ts";
-import { bomb, json, type Reply, send, sendChunked, startFaultServer } from "./_fault_server.ts";
-import { startProxy } from "./_proxy.ts";
-import { certFile } from "./_tls.ts";
+import { bomb, type Reply, send, sendChunked, startFaultServer } from "./_fault_server.ts";
+import { startLoopbackEndpoints, startProxy } from "./_proxy.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import {
   BUILDKITE_CLAIMS,
@@ -407,13 +406,8 @@ Deno.test("cli.ts never prints a stack trace without --debug", async () => {
 
 Deno.test("cli.ts reaches a loopback endpoint directly, whatever proxy the environment names", async (t) => {
   await using proxy = await startProxy();
-  await using plain = startTokenEndpoint(issued);
-  await using tls = await startFaultServer(
-    (socket) => json(200, JSON.stringify({ access_token: ISSUED_TOKEN }))(socket, 0),
-    { tls: true },
-  );
-  await using cert = await certFile();
-  const port = new URL(tls.origin).port;
+  await using endpoints = await startLoopbackEndpoints();
+  const { plain, tls, cert, port } = endpoints;
   const cases: [string, string, string[]][] = [
     ["HTTP_PROXY", plain.url, []],
     ["http_proxy", plain.url.replace("127.0.0.1", "localhost"), []],

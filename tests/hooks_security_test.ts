@@ -6,9 +6,7 @@
 import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { JOB_ID, listTree, PLUGIN_DIR, pluginEnv, runHooks } from "./_hooks.ts";
-import { json, startFaultServer } from "./_fault_server.ts";
-import { startProxy } from "./_proxy.ts";
-import { certFile } from "./_tls.ts";
+import { startLoopbackEndpoints, startProxy } from "./_proxy.ts";
 import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import { ISSUED_TOKEN } from "./_tokens.ts";
 
@@ -360,17 +358,13 @@ Deno.test("the hooks know exactly the options plugin.yml declares, and which of 
 
 Deno.test("the hook reaches a loopback endpoint directly, whatever proxy the job's environment names", async (t) => {
   await using proxy = await startProxy();
-  await using plain = startTokenEndpoint(issued);
-  await using tls = await startFaultServer(
-    (socket) => json(200, JSON.stringify({ access_token: ISSUED_TOKEN }))(socket, 0),
-    { tls: true },
-  );
-  await using cert = await certFile();
+  await using endpoints = await startLoopbackEndpoints();
+  const { plain, cert, port } = endpoints;
   const cases: [string, string][] = [
     ["HTTP_PROXY", plain.url],
     ["ALL_PROXY", plain.url],
-    ["HTTPS_PROXY", `https://127.0.0.1:${new URL(tls.origin).port}/token`],
-    ["https_proxy", `https://localhost:${new URL(tls.origin).port}/token`],
+    ["HTTPS_PROXY", `https://127.0.0.1:${port}/token`],
+    ["https_proxy", `https://localhost:${port}/token`],
   ];
   for (const [variable, endpoint] of cases) {
     await t.step(variable, async () => {
