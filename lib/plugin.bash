@@ -510,14 +510,16 @@ token_exchange_renew() {
     return 1
   fi
   token_exchange_write_files "$1" || return 1
-  if [[ "$redact" == true && -n "$token_exchange_token" ]]; then
-    printf '%s\n' "$token_exchange_token" | buildkite-agent redactor add >/dev/null 2>&1 || true
-  fi
-  if [[ "$redact" == true && "$token_exchange_oidc_file" == true ]]; then
-    printf '%s\n' "$token_exchange_oidc" | buildkite-agent redactor add >/dev/null 2>&1 || true
-  fi
+  [[ "$redact" != true ]] || token_exchange_redact_tokens
   token_exchange_expiry expires_at
   printf '%s\n' "$expires_at"
+}
+
+# token_exchange_redact_tokens: hands the tokens just obtained to the log redactor: the issued
+# token, and the OIDC token where a file keeps it.
+token_exchange_redact_tokens() {
+  [[ -z "$token_exchange_token" ]] || token_exchange_redact "$token_exchange_token"
+  [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
 }
 
 # token_exchange_redact TOKEN: hands TOKEN to the agent's log redactor on stdin (a pipe, never a
@@ -655,10 +657,7 @@ token_exchange_hook() {
     token_exchange_report_failure "$status" "$token_exchange_output"
     return "$status"
   fi
-  if [[ "$redact" == true ]]; then
-    [[ -z "$token_exchange_token" ]] || token_exchange_redact "$token_exchange_token"
-    [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
-  fi
+  [[ "$redact" != true ]] || token_exchange_redact_tokens
   if [[ -n "$token_file" || "$token_exchange_oidc_file" == true ]]; then
     # shellcheck source=lib/files.bash
     . "${plugin_dir}/lib/files.bash"
