@@ -208,6 +208,8 @@ async function run(config: CliConfig, env: Env, fail: (text: string) => void): P
   let subjectToken: string | undefined;
   try {
     subjectToken = await getSubjectToken(config.source, http, env);
+    // --format hook: the hook starts `buildkite-agent redactor add` now, while the exchange runs.
+    if (config.format === "hook") console.log("exchanging");
     debug?.(report!.explain(report!.subjectTokenLabel(config.source), subjectToken));
     let tokenEndpoint = config.tokenEndpoint;
     if (tokenEndpoint === undefined) {

@@ -347,7 +347,8 @@ token_exchange_agent_args() {
 # CLI reports (its stderr is never on the job log otherwise: it could hold anything).
 token_exchange_oidc_token() {
   local error status=0
-  { error="$(buildkite-agent "$@" 2>&1 1>&4 4>&-)" || status=$?; } 4>&1
+  # exec: the command substitution's own process becomes the agent (one fork fewer before it starts).
+  { error="$(exec buildkite-agent "$@" 2>&1 1>&4 4>&-)" || status=$?; } 4>&1
   if [[ "$status" -ne 0 ]]; then
     printf '\n!buildkite-agent-failed %s\n%s\n' "$status" "$error"
   fi
@@ -388,7 +389,7 @@ token_exchange_report_failure() {
 # OIDC token itself), token_exchange_token and token_exchange_expires_in (after an exchange), or
 # on failure returns the status with the error lines in token_exchange_output.
 token_exchange_obtain() {
-  local status=0
+  local status=0 early_redactor=false
   token_exchange_oidc="" token_exchange_token="" token_exchange_expires_in="" token_exchange_output=""
   if [[ "$token_exchange_oidc_file" == true || "${TOKEN_EXCHANGE_SEQUENTIAL:-}" == 1 ]]; then
     # The OIDC token first: its file needs it (or, for the benchmark, the steps one by one).
@@ -407,11 +408,31 @@ token_exchange_obtain() {
       set +o pipefail
       printf '%s\n' "$token_exchange_output" | DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
     ) || status=$?
-  else
+  elif ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 1))); then
     # The agent's request for the OIDC token (a round trip to Buildkite) runs while Deno starts:
     # its output reaches the CLI on stdin, and the CLI reports the agent's failure itself. The
-    # CLI's debug lines reach the log as they happen (stderr). SSLKEYLOGFILE would make Deno
-    # write the TLS session keys of the exchange to a file.
+    # agent is started first, and each is one fork from this shell (a fork costs milliseconds on
+    # some hosts). The CLI's debug lines reach the log as they happen (stderr). SSLKEYLOGFILE
+    # would make Deno write the TLS session keys of the exchange to a file.
+    local agent_fd cli_fd
+    exec {agent_fd}< <(token_exchange_oidc_token "${token_exchange_agent[@]}")
+    exec {cli_fd}< <(
+      unset SSLKEYLOGFILE
+      DENO_NO_UPDATE_CHECK=1 exec "${token_exchange_cli[@]}" 0<&"$agent_fd"-
+    )
+    exec {agent_fd}<&-
+    if [[ "$redact" == true ]]; then
+      # The redactor may start as soon as the CLI has the OIDC token (token_exchange_read_cli).
+      # token_exchange_redact ignores SIGPIPE while it writes to it (an agent too old for redactor
+      # exits without reading) and then puts back the caller's trap, taken now, while this shell
+      # waits for the agent anyway (a command substitution is a fork).
+      token_exchange_pipe_trap="$(trap -p PIPE)"
+      early_redactor=true
+    fi
+    token_exchange_read_cli <&"$cli_fd" || status=$?
+    exec {cli_fd}<&-
+  else
+    # bash before 4.1 (macOS's 3.2) has no {fd}: the same, as a pipeline.
     token_exchange_read_cli < <(
       unset SSLKEYLOGFILE
       set +o pipefail
@@ -419,15 +440,21 @@ token_exchange_obtain() {
         DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}"
     ) || status=$?
   fi
+  [[ "$status" -eq 0 ]] || token_exchange_redactor_stop
   return "$status"
 }
 
-# token_exchange_read_cli: reads what the CLI prints on stdout with --format hook: "ok", the token
-# and its lifetime in seconds, and then returns at once while Deno shuts down (a job saves about
-# 10 ms); or its error lines, which go to token_exchange_output, and "!exit STATUS".
+# token_exchange_read_cli: reads what the CLI prints on stdout with --format hook: "exchanging" once
+# it has the OIDC token (the redactor starts then), "ok", the token and its lifetime in seconds, and
+# then returns at once while Deno shuts down (a job saves about 10 ms); or its error lines, which go
+# to token_exchange_output, and "!exit STATUS".
 token_exchange_read_cli() {
   local line="" status=""
   IFS= read -r line || true
+  if [[ "$line" == exchanging ]]; then
+    token_exchange_redactor_start
+    IFS= read -r line || true
+  fi
   if [[ "$line" == ok ]]; then
     IFS= read -r token_exchange_token || true
     IFS= read -r token_exchange_expires_in || true
@@ -509,7 +536,7 @@ token_exchange_renew() {
     printf '%s\n' "${token_exchange_output#token-exchange: }"
     return 1
   fi
-  token_exchange_write_files "$1" || return 1
+  token_exchange_write_files "$1" || { token_exchange_redactor_stop; return 1; }
   [[ "$redact" != true ]] || token_exchange_redact_tokens
   token_exchange_expiry expires_at
   printf '%s\n' "$expires_at"
@@ -522,11 +549,41 @@ token_exchange_redact_tokens() {
   [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
 }
 
+# token_exchange_redactor_start: when token_exchange_obtain allows it (early_redactor), starts
+# `buildkite-agent redactor add` while the exchange runs, so that the agent has started when the
+# token comes (its start is on the hook's path otherwise); token_exchange_redact hands it the token,
+# or token_exchange_redactor_stop ends it unused when the exchange fails.
+token_exchange_redactor_start() {
+  [[ "${early_redactor:-false}" == true && -z "${token_exchange_redactor_pid:-}" ]] || return 0
+  token_exchange_debug "Starting buildkite-agent redactor add while the exchange runs"
+  coproc token_exchange_redactor { exec buildkite-agent redactor add >/dev/null 2>&1; }
+  token_exchange_redactor_pid="$!"
+  token_exchange_redactor_in="${token_exchange_redactor[1]}"
+  local out="${token_exchange_redactor[0]}"
+  exec {out}<&-
+}
+
+# token_exchange_redactor_stop: ends the redactor token_exchange_redactor_start started, unused.
+token_exchange_redactor_stop() {
+  [[ -n "${token_exchange_redactor_pid:-}" ]] || return 0
+  kill -TERM "$token_exchange_redactor_pid" 2>/dev/null || true
+  exec {token_exchange_redactor_in}>&-
+  wait "$token_exchange_redactor_pid" 2>/dev/null || true
+  token_exchange_redactor_pid=""
+}
+
 # token_exchange_redact TOKEN: hands TOKEN to the agent's log redactor on stdin (a pipe, never a
 # file or an argument, so it is not in the process list); warns on an agent too old for it.
 token_exchange_redact() {
   local status=0
-  if ((${#1} < 60000 && (BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1)))); then
+  if [[ -n "${token_exchange_redactor_pid:-}" ]]; then
+    trap '' PIPE
+    printf '%s\n' "$1" 2>/dev/null 1>&"$token_exchange_redactor_in" || true
+    eval "${token_exchange_pipe_trap:-trap - PIPE}"
+    exec {token_exchange_redactor_in}>&-
+    wait "$token_exchange_redactor_pid" || status=$?
+    token_exchange_redactor_pid=""
+  elif ((${#1} < 60000 && (BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1)))); then
     # bash 5.1 and later hand a here-string smaller than a pipe's buffer over a pipe, never a
     # temporary file; it saves the fork of a pipeline.
     buildkite-agent redactor add <<<"$1" >/dev/null 2>&1 || status=$?

@@ -212,7 +212,7 @@ Deno.test("cli.ts says what to do when buildkite-agent is not on PATH", async ()
   );
 });
 
-Deno.test("cli.ts --format hook: ok, the token and expires_in on stdout, or the error lines and the status there, for the hooks", async (t) => {
+Deno.test("cli.ts --format hook: exchanging, then ok, the token and expires_in on stdout, or the error lines and the status there, for the hooks", async (t) => {
   await using server = startTokenEndpoint(issued);
   // What the hook grants: no --allow-run, since the hook runs the agent.
   const HOOK_PERMISSIONS = ["--allow-net=127.0.0.1", "--allow-env"];
@@ -232,7 +232,7 @@ Deno.test("cli.ts --format hook: ok, the token and expires_in on stdout, or the 
     });
     assert.deepEqual(result, {
       code: 0,
-      stdout: `ok\n${ISSUED_TOKEN}\n3600\n`,
+      stdout: `exchanging\nok\n${ISSUED_TOKEN}\n3600\n`,
       stderr: "",
       agentCalls: [],
     });
@@ -251,6 +251,24 @@ Deno.test("cli.ts --format hook: ok, the token and expires_in on stdout, or the 
       result.stdout,
       /^token-exchange: Token endpoint \(--token-endpoint\) "ftp:.*\n!exit 2\n$/,
     );
+  });
+  await t.step("the exchange failed", async () => {
+    server.handle(() => oauthError(400, { error: "invalid_grant" }));
+    try {
+      const result = await runCli(["--token-endpoint", server.url, ...hook], {
+        stdin: `${SUBJECT_TOKEN}\n`,
+        noAgent: true,
+        permissions: HOOK_PERMISSIONS,
+      });
+      assert.equal(result.code, 1);
+      assert.equal(result.stderr, "");
+      assert.match(
+        result.stdout,
+        /^exchanging\ntoken-exchange: Token endpoint refused the exchange: HTTP 400, error "invalid_grant".*\ntoken-exchange: Buildkite OIDC token: iss=.*\n!exit 1\n$/,
+      );
+    } finally {
+      server.handle(issued);
+    }
   });
   await t.step("the agent failed", async () => {
     const result = await runCli(["--token-endpoint", server.url, ...hook], {

@@ -2,7 +2,7 @@
 // buildkite-agent and a token endpoint on 127.0.0.1. Every run is checked for leaked secrets.
 
 import assert from "node:assert/strict";
-import { baseEnv } from "./_cli.ts";
+import { baseEnv, STANDIN_BIN } from "./_cli.ts";
 import { defaultPath, DENO_BIN_DIR, PLUGIN_DIR, pluginEnv, runHooks } from "./_hooks.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 import { BUILDKITE_CLAIMS, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
@@ -375,6 +375,146 @@ Deno.test("hooks/environment asks the agent for the OIDC token while Deno starts
     assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
   } finally {
     await Deno.remove(bin, { recursive: true });
+  }
+});
+
+/**
+ * A bin directory whose buildkite-agent runs the stand-in and marks `redactor add` in files: its
+ * start (`redactor-started`) and, after the stand-in has exited, its end (`redactor-done`).
+ */
+async function markingAgent(): Promise<string> {
+  const bin = await Deno.makeTempDir({ prefix: "marking-agent-" });
+  await Deno.writeTextFile(
+    `${bin}/buildkite-agent`,
+    [
+      "#!/usr/bin/env bash",
+      `[[ "$1 $2" == "redactor add" ]] || exec ${
+        JSON.stringify(`${STANDIN_BIN}/buildkite-agent`)
+      } "$@"`,
+      `: >${JSON.stringify(`${bin}/redactor-started`)}`,
+      `status=0; ${JSON.stringify(`${STANDIN_BIN}/buildkite-agent`)} "$@" || status=$?`,
+      `: >${JSON.stringify(`${bin}/redactor-done`)}`,
+      'exit "$status"',
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  return bin;
+}
+
+/** Waits for FILE to exist, for at most 10 s; whether it did. */
+async function appeared(file: string): Promise<boolean> {
+  for (let i = 0; i < 1000; i++) {
+    if (await Deno.stat(file).then(() => true, () => false)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return false;
+}
+
+Deno.test("hooks/environment starts the redactor while the exchange is under way, and hands it the token", async () => {
+  // The endpoint answers only once `redactor add` has started (10 s at most): a hook that started
+  // the redactor after the exchange would be seen to.
+  const bin = await markingAgent();
+  let startedFirst: boolean | undefined;
+  await using server = startTokenEndpoint(async () => {
+    startedFirst = await appeared(`${bin}/redactor-started`);
+    return issued();
+  });
+  try {
+    const result = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      path: [bin, ...defaultPath()],
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(startedFirst, true);
+    assert.deepEqual(result.agentCalls, [
+      ["oidc", "request-token", "--audience", "buildkite"],
+      ["redactor", "add"],
+    ]);
+    assert.deepEqual(result.redacted, [ISSUED_TOKEN]);
+    assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+  } finally {
+    await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("hooks/environment stops the early redactor unused when the exchange fails", async () => {
+  const bin = await markingAgent();
+  let started: boolean | undefined;
+  await using server = startTokenEndpoint(async () => {
+    started = await appeared(`${bin}/redactor-started`);
+    return oauthError(400, { error: "invalid_grant", error_description: "audience not allowed" });
+  });
+  try {
+    const result = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      path: [bin, ...defaultPath()],
+    });
+    assert.equal(result.code, 1);
+    assert.equal(started, true);
+    assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+    // The failure report alone: no word from the stopped redactor.
+    assert.equal(
+      result.stderr,
+      `🚨 Token exchange failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "audience not allowed"; check that the endpoint's trust policy accepts the token's iss, sub and aud below\n${CLAIMS_LINE}\n`,
+    );
+    assert.deepEqual(result.redacted, []);
+    assert.deepEqual(result.exported, {});
+  } finally {
+    await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("an agent too old for redactor, gone before the token comes, neither ends the hook's shell nor changes its SIGPIPE trap", async (t) => {
+  // The endpoint answers once the old agent has exited, so the hook writes the token to a pipe
+  // nobody reads: with SIGPIPE at its default, that would kill the sourcing shell.
+  for (
+    const [name, before, after] of [
+      ["no trap", ":", ""],
+      ["the caller's trap", "trap 'echo caller' PIPE", "trap -- 'echo caller' SIGPIPE"],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const bin = await markingAgent();
+      await using server = startTokenEndpoint(async () => {
+        await appeared(`${bin}/redactor-done`);
+        return issued();
+      });
+      const work = await Deno.makeTempDir({ prefix: "hook-pipe-" });
+      try {
+        const output = await new Deno.Command("bash", {
+          args: [
+            "-c",
+            `set -euo pipefail; ${before}; source ${
+              JSON.stringify(`${PLUGIN_DIR}/hooks/environment`)
+            } >/dev/null; echo "alive"; trap -p PIPE`,
+          ],
+          cwd: work,
+          clearEnv: true,
+          env: {
+            ...baseEnv(),
+            PATH: [bin, ...defaultPath()].join(":"),
+            TMPDIR: work,
+            STANDIN_LOG: `${work}/agent.log`,
+            STANDIN_TOKEN: SUBJECT_TOKEN,
+            STANDIN_OLD_AGENT: "1",
+            ...pluginEnv({ "token-endpoint": server.url }),
+          },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stderr = new TextDecoder().decode(output.stderr);
+        assert.equal(output.code, 0, stderr);
+        assert.equal(
+          new TextDecoder().decode(output.stdout),
+          `alive\n${after ? `${after}\n` : ""}`,
+        );
+        assert.match(stderr, /redactor add needs agent 3\.66 or later/);
+      } finally {
+        await Deno.remove(work, { recursive: true });
+        await Deno.remove(bin, { recursive: true });
+      }
+    });
   }
 });
 
