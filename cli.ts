@@ -207,8 +207,10 @@ async function run(config: CliConfig, env: Env, fail: (text: string) => void): P
   };
   let subjectToken: string | undefined;
   try {
+    // --format hook: the hook does what it must while it waits for the agent now that Deno has
+    // started, and starts `buildkite-agent redactor add` once the exchange is under way.
+    if (config.format === "hook") console.log("ready");
     subjectToken = await getSubjectToken(config.source, http, env);
-    // --format hook: the hook starts `buildkite-agent redactor add` now, while the exchange runs.
     if (config.format === "hook") console.log("exchanging");
     debug?.(report!.explain(report!.subjectTokenLabel(config.source), subjectToken));
     let tokenEndpoint = config.tokenEndpoint;

@@ -421,14 +421,8 @@ token_exchange_obtain() {
       DENO_NO_UPDATE_CHECK=1 exec "${token_exchange_cli[@]}" 0<&"$agent_fd"-
     )
     exec {agent_fd}<&-
-    if [[ "$redact" == true ]]; then
-      # The redactor may start as soon as the CLI has the OIDC token (token_exchange_read_cli).
-      # token_exchange_redact ignores SIGPIPE while it writes to it (an agent too old for redactor
-      # exits without reading) and then puts back the caller's trap, taken now, while this shell
-      # waits for the agent anyway (a command substitution is a fork).
-      token_exchange_pipe_trap="$(trap -p PIPE)"
-      early_redactor=true
-    fi
+    # The redactor may start as soon as the CLI has the OIDC token (token_exchange_read_cli).
+    [[ "$redact" != true ]] || early_redactor=true
     token_exchange_read_cli <&"$cli_fd" || status=$?
     exec {cli_fd}<&-
   else
@@ -444,13 +438,24 @@ token_exchange_obtain() {
   return "$status"
 }
 
-# token_exchange_read_cli: reads what the CLI prints on stdout with --format hook: "exchanging" once
-# it has the OIDC token (the redactor starts then), "ok", the token and its lifetime in seconds, and
-# then returns at once while Deno shuts down (a job saves about 10 ms); or its error lines, which go
-# to token_exchange_output, and "!exit STATUS".
+# token_exchange_read_cli: reads what the CLI prints on stdout with --format hook: "ready" once Deno
+# has started (the agent has usually not answered yet, so this shell does then what the early
+# redactor needs), "exchanging" once it has the OIDC token (the redactor starts then), "ok", the
+# token and its lifetime in seconds, and then returns at once while Deno shuts down (a job saves
+# about 10 ms); or its error lines, which go to token_exchange_output, and "!exit STATUS".
 token_exchange_read_cli() {
   local line="" status=""
   IFS= read -r line || true
+  if [[ "$line" == ready ]]; then
+    # token_exchange_redact ignores SIGPIPE while it writes to an early redactor (an agent too old
+    # for redactor exits without reading), then puts back the caller's trap, taken now: a command
+    # substitution is a fork, which would slow the agent's start or the exchange at any other time.
+    if [[ "${early_redactor:-false}" == true ]]; then
+      token_exchange_pipe_trap="$(trap -p PIPE)"
+      early_redactor=armed
+    fi
+    IFS= read -r line || true
+  fi
   if [[ "$line" == exchanging ]]; then
     token_exchange_redactor_start
     IFS= read -r line || true
@@ -549,12 +554,13 @@ token_exchange_redact_tokens() {
   [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
 }
 
-# token_exchange_redactor_start: when token_exchange_obtain allows it (early_redactor), starts
-# `buildkite-agent redactor add` while the exchange runs, so that the agent has started when the
-# token comes (its start is on the hook's path otherwise); token_exchange_redact hands it the token,
-# or token_exchange_redactor_stop ends it unused when the exchange fails.
+# token_exchange_redactor_start: when token_exchange_obtain allows it and token_exchange_read_cli
+# has taken the caller's PIPE trap (early_redactor=armed), starts `buildkite-agent redactor add`
+# while the exchange runs, so that the agent has started when the token comes (its start is on the
+# hook's path otherwise); token_exchange_redact hands it the token, or token_exchange_redactor_stop
+# ends it unused when the exchange fails.
 token_exchange_redactor_start() {
-  [[ "${early_redactor:-false}" == true && -z "${token_exchange_redactor_pid:-}" ]] || return 0
+  [[ "${early_redactor:-false}" == armed && -z "${token_exchange_redactor_pid:-}" ]] || return 0
   token_exchange_debug "Starting buildkite-agent redactor add while the exchange runs"
   coproc token_exchange_redactor { exec buildkite-agent redactor add >/dev/null 2>&1; }
   token_exchange_redactor_pid="$!"

@@ -212,7 +212,7 @@ Deno.test("cli.ts says what to do when buildkite-agent is not on PATH", async ()
   );
 });
 
-Deno.test("cli.ts --format hook: exchanging, then ok, the token and expires_in on stdout, or the error lines and the status there, for the hooks", async (t) => {
+Deno.test("cli.ts --format hook: ready, exchanging, then ok, the token and expires_in on stdout, or the error lines and the status there, for the hooks", async (t) => {
   await using server = startTokenEndpoint(issued);
   // What the hook grants: no --allow-run, since the hook runs the agent.
   const HOOK_PERMISSIONS = ["--allow-net=127.0.0.1", "--allow-env"];
@@ -232,7 +232,7 @@ Deno.test("cli.ts --format hook: exchanging, then ok, the token and expires_in o
     });
     assert.deepEqual(result, {
       code: 0,
-      stdout: `exchanging\nok\n${ISSUED_TOKEN}\n3600\n`,
+      stdout: `ready\nexchanging\nok\n${ISSUED_TOKEN}\n3600\n`,
       stderr: "",
       agentCalls: [],
     });
@@ -264,7 +264,7 @@ Deno.test("cli.ts --format hook: exchanging, then ok, the token and expires_in o
       assert.equal(result.stderr, "");
       assert.match(
         result.stdout,
-        /^exchanging\ntoken-exchange: Token endpoint refused the exchange: HTTP 400, error "invalid_grant".*\ntoken-exchange: Buildkite OIDC token: iss=.*\n!exit 1\n$/,
+        /^ready\nexchanging\ntoken-exchange: Token endpoint refused the exchange: HTTP 400, error "invalid_grant".*\ntoken-exchange: Buildkite OIDC token: iss=.*\n!exit 1\n$/,
       );
     } finally {
       server.handle(issued);
@@ -279,7 +279,7 @@ Deno.test("cli.ts --format hook: exchanging, then ok, the token and expires_in o
     assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
       code: 1,
       stdout:
-        "token-exchange: buildkite-agent oidc request-token failed (exit status 1): FATAL 403 Forbidden\n!exit 1\n",
+        "ready\ntoken-exchange: buildkite-agent oidc request-token failed (exit status 1): FATAL 403 Forbidden\n!exit 1\n",
       stderr: "",
     });
   });
