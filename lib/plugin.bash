@@ -447,13 +447,7 @@ token_exchange_read_cli() {
   local line="" status=""
   IFS= read -r line || true
   if [[ "$line" == ready ]]; then
-    # token_exchange_redact ignores SIGPIPE while it writes to an early redactor (an agent too old
-    # for redactor exits without reading), then puts back the caller's trap, taken now: a command
-    # substitution is a fork, which would slow the agent's start or the exchange at any other time.
-    if [[ "${early_redactor:-false}" == true ]]; then
-      token_exchange_pipe_trap="$(trap -p PIPE)"
-      early_redactor=armed
-    fi
+    token_exchange_redactor_prepare
     IFS= read -r line || true
   fi
   if [[ "$line" == exchanging ]]; then
@@ -554,34 +548,52 @@ token_exchange_redact_tokens() {
   [[ "$token_exchange_oidc_file" != true ]] || token_exchange_redact "$token_exchange_oidc"
 }
 
-# token_exchange_redactor_start: when token_exchange_obtain allows it and token_exchange_read_cli
-# has taken the caller's PIPE trap (early_redactor=armed), starts `buildkite-agent redactor add`
-# while the exchange runs, so that the agent has started when the token comes (its start is on the
-# hook's path otherwise); token_exchange_redact hands it the token, or token_exchange_redactor_stop
-# ends it unused when the exchange fails.
-token_exchange_redactor_start() {
-  [[ "${early_redactor:-false}" == armed && -z "${token_exchange_redactor_pid:-}" ]] || return 0
-  token_exchange_debug "Starting buildkite-agent redactor add while the exchange runs"
-  coproc token_exchange_redactor { exec buildkite-agent redactor add >/dev/null 2>&1; }
+# The early redactor, when token_exchange_obtain allows it (early_redactor=true), so that
+# `buildkite-agent redactor add` has started when the issued token comes (its start is on the
+# hook's path otherwise, and a process start costs milliseconds on some hosts):
+# - token_exchange_redactor_prepare, once Deno has started and while the agent is still answering,
+#   forks a subshell that waits on a pipe (and takes the caller's PIPE trap, for
+#   token_exchange_redact), so that no fork slows the agent's start or the exchange;
+# - token_exchange_redactor_start, once the CLI has the OIDC token, tells it to become the agent's
+#   `redactor add`, which then reads the token from the same pipe (token_exchange_redact);
+# - token_exchange_redactor_stop, on a failure, ends it unused: before the start it just ends, so
+#   the agent never runs; after it, the agent is stopped before it is handed anything.
+token_exchange_redactor_prepare() {
+  [[ "${early_redactor:-false}" == true && -z "${token_exchange_redactor_pid:-}" ]] || return 0
+  token_exchange_pipe_trap="$(trap -p PIPE)"
+  coproc token_exchange_redactor {
+    IFS= read -r -n 1 go && [[ "$go" == g ]] || exit 0
+    exec buildkite-agent redactor add >/dev/null 2>&1
+  }
   token_exchange_redactor_pid="$!"
   token_exchange_redactor_in="${token_exchange_redactor[1]}"
+  token_exchange_redactor_started=false
   local out="${token_exchange_redactor[0]}"
   exec {out}<&-
 }
 
-# token_exchange_redactor_stop: ends the redactor token_exchange_redactor_start started, unused.
+token_exchange_redactor_start() {
+  [[ -n "${token_exchange_redactor_pid:-}" && "$token_exchange_redactor_started" == false ]] || return 0
+  token_exchange_debug "Starting buildkite-agent redactor add while the exchange runs"
+  # It is waiting for this byte, so the pipe has a reader.
+  printf g 1>&"$token_exchange_redactor_in"
+  token_exchange_redactor_started=true
+}
+
 token_exchange_redactor_stop() {
   [[ -n "${token_exchange_redactor_pid:-}" ]] || return 0
-  kill -TERM "$token_exchange_redactor_pid" 2>/dev/null || true
+  [[ "$token_exchange_redactor_started" == false ]] || kill -TERM "$token_exchange_redactor_pid" 2>/dev/null || true
   exec {token_exchange_redactor_in}>&-
   wait "$token_exchange_redactor_pid" 2>/dev/null || true
-  token_exchange_redactor_pid=""
+  token_exchange_redactor_pid="" token_exchange_redactor_started=true
 }
 
 # token_exchange_redact TOKEN: hands TOKEN to the agent's log redactor on stdin (a pipe, never a
 # file or an argument, so it is not in the process list); warns on an agent too old for it.
 token_exchange_redact() {
   local status=0
+  # A prepared redactor that was never told to start (there is always an exchange before a token).
+  [[ "${token_exchange_redactor_started:-true}" == true ]] || token_exchange_redactor_stop
   if [[ -n "${token_exchange_redactor_pid:-}" ]]; then
     trap '' PIPE
     printf '%s\n' "$1" 2>/dev/null 1>&"$token_exchange_redactor_in" || true

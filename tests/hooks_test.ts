@@ -340,6 +340,13 @@ Deno.test("hooks/environment reports the agent's own failure, exit 1, without as
       "🚨 Token exchange failed: buildkite-agent oidc request-token failed (exit status 1): 2026-11-26 12:00:00 FATAL POST https://agent.buildkite.com/v3/jobs/1/oidc/tokens: 403 Forbidden\n",
     );
     assert.deepEqual(result.exported, {});
+    // The redactor made ready while the agent answered is never run.
+    assert.deepEqual(result.agentCalls, [[
+      "oidc",
+      "request-token",
+      "--audience",
+      "buildkite",
+    ]]);
   });
   await t.step("no agent on PATH", async () => {
     const result = await runHooks(["environment"], {
