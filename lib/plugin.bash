@@ -411,8 +411,8 @@ token_exchange_obtain() {
   elif ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 1))); then
     # The agent's request for the OIDC token (a round trip to Buildkite) runs while Deno starts:
     # its output reaches the CLI on stdin, and the CLI reports the agent's failure itself. The
-    # agent is started first, and each is one fork from this shell (a fork costs milliseconds on
-    # some hosts). The CLI's debug lines reach the log as they happen (stderr). SSLKEYLOGFILE
+    # agent's process substitution comes first, and each is forked from this shell rather than
+    # inside a pipeline (a fork costs milliseconds on some hosts). The CLI's debug lines reach the log as they happen (stderr). SSLKEYLOGFILE
     # would make Deno write the TLS session keys of the exchange to a file.
     local agent_fd cli_fd
     exec {agent_fd}< <(token_exchange_oidc_token "${token_exchange_agent[@]}")
