@@ -32,7 +32,9 @@ token_exchange_jwt_exp() {
       text+="$char"
     fi
   done
-  if [[ "$text" =~ \"exp\"[[:space:]]*:[[:space:]]*([0-9]{1,12})[^0-9.] ]]; then
+  # In a variable: bash 3.2 cannot parse parentheses in a regular expression in [[ ]].
+  local exp_claim='"exp"[[:space:]]*:[[:space:]]*([0-9]{1,12})[^0-9.]'
+  if [[ "$text" =~ $exp_claim ]]; then
     printf -v "$1" '%s' "${BASH_REMATCH[1]}"
   fi
 }

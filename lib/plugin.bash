@@ -92,11 +92,11 @@ token_exchange_distance() {
 # token_exchange_check_options: every BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variable names an option
 # (the agent does not validate plugin options by default, and a misspelt one would be ignored).
 token_exchange_check_options() {
-  local variable name option best distance best_distance
+  local variable name option best distance best_distance list_item='^(.*)_[0-9]+$'
   for variable in ${!BUILDKITE_PLUGIN_TOKEN_EXCHANGE_@}; do
     name="${variable#"$TOKEN_EXCHANGE_PREFIX"}"
     [[ "$TOKEN_EXCHANGE_OPTIONS" != *" ${name} "* ]] || continue
-    if [[ "$name" =~ ^(.*)_[0-9]+$ ]]; then
+    if [[ "$name" =~ $list_item ]]; then
       name="${BASH_REMATCH[1]}"
       [[ "$TOKEN_EXCHANGE_LIST_OPTIONS" != *" ${name} "* ]] || continue
     fi
@@ -153,9 +153,12 @@ token_exchange_check_env_var() {
 # that URL is an http(s) URL whose host and port Deno's permission flag can hold exactly.
 token_exchange_host() {
   local option="$2" url="$3" authority url_host url_port label='[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?'
+  # Regular expressions with parentheses are in variables: bash 3.2 cannot parse them in [[ ]].
+  local http_url='^[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([/?#].*)?$' host_port='^(.*):([0-9]*)$'
+  local host_name="^(${label}\.)*${label}\.?\$" loopback='^(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])$'
   local fix="use a URL such as https://sts.example.com/token"
   [[ "$option" != issuer ]] || fix="use a URL such as https://issuer.example.com"
-  if [[ ! "$url" =~ ^[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([/?#].*)?$ ]]; then
+  if [[ ! "$url" =~ $http_url ]]; then
     token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\", not an http or https URL: ${fix}"
     return 2
   fi
@@ -166,11 +169,11 @@ token_exchange_host() {
     return 2
   fi
   url_host="$authority" url_port=""
-  if [[ "$authority" =~ ^(.*):([0-9]*)$ ]]; then
+  if [[ "$authority" =~ $host_port ]]; then
     url_host="${BASH_REMATCH[1]}" url_port="${BASH_REMATCH[2]}"
   fi
   local valid=true
-  [[ "$url_host" =~ ^(${label}\.)*${label}\.?$ || "$url_host" =~ ^\[[0-9A-Fa-f:.]+\]$ ]] || valid=false
+  [[ "$url_host" =~ $host_name || "$url_host" =~ ^\[[0-9A-Fa-f:.]+\]$ ]] || valid=false
   if [[ -n "$url_port" ]]; then
     [[ "$url_port" =~ ^[0-9]{1,5}$ ]] && ((10#$url_port >= 1 && 10#$url_port <= 65535)) || valid=false
   fi
@@ -179,7 +182,7 @@ token_exchange_host() {
     token_exchange_config_error "${option} is \"$(token_exchange_printable "$url")\", whose host or port is not valid: ${fix}"
     return 2
   fi
-  if [[ "$url" =~ ^[Hh][Tt][Tt][Pp]: && ! "$url_host" =~ ^(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])$ ]]; then
+  if [[ "$url" =~ ^[Hh][Tt][Tt][Pp]: && ! "$url_host" =~ $loopback ]]; then
     local what="Token endpoint"
     [[ "$option" != issuer ]] || what=Issuer
     token_exchange_config_error "${what} (${option}) \"$(token_exchange_printable "$url")\" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])"
@@ -561,11 +564,13 @@ token_exchange_redact_tokens() {
 token_exchange_redactor_prepare() {
   [[ "${early_redactor:-false}" == true && -z "${token_exchange_redactor_pid:-}" ]] || return 0
   token_exchange_pipe_trap="$(trap -p PIPE)"
-  coproc token_exchange_redactor {
+  # coproc is bash 4 syntax: in eval, so that bash 3.2 (which never gets here) can parse this file.
+  eval 'coproc token_exchange_redactor {
     IFS= read -r -n 1 go && [[ "$go" == g ]] || exit 0
     exec buildkite-agent redactor add >/dev/null 2>&1
-  }
+  }'
   token_exchange_redactor_pid="$!"
+  # shellcheck disable=SC2154 # set by coproc, in the eval above
   token_exchange_redactor_in="${token_exchange_redactor[1]}"
   token_exchange_redactor_started=false
   local out="${token_exchange_redactor[0]}"

@@ -123,7 +123,8 @@ token_exchange_stop_refresher() {
   if [[ "$pid" =~ ^[0-9]+$ ]]; then
     for ((i = 0; i < 100; i++)); do
       kill -0 "$pid" 2>/dev/null || break
-      read -r -t 0.05 <> <(:) || true
+      # bash 3.2's read takes whole seconds only.
+      if ((BASH_VERSINFO[0] >= 4)); then read -r -t 0.05 <> <(:) || true; else sleep 0.05; fi
     done
     kill "$pid" 2>/dev/null || true
   fi

@@ -6,6 +6,15 @@ import { baseEnv, ROOT, STANDIN_BIN } from "./_cli.ts";
 import { assertNoSecrets, SUBJECT_TOKEN } from "./_tokens.ts";
 
 export const PLUGIN_DIR = decodeURIComponent(ROOT.pathname).replace(/\/$/, "");
+/**
+ * The bash that sources the hooks: TOKEN_EXCHANGE_TEST_BASH names another (macOS's bash 3.2, say:
+ * see CONTRIBUTING.md), else the first on PATH.
+ */
+export const HOOK_BASH = Deno.env.get("TOKEN_EXCHANGE_TEST_BASH") || "bash";
+/** Whether HOOK_BASH is 4.1 or later, which the early redactor needs (bash 3.2 goes without). */
+export const HOOK_BASH_4_1 = (await new Deno.Command(HOOK_BASH, {
+  args: ["-c", "((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 1)))"],
+}).output()).success;
 export const DENO_BIN_DIR = Deno.execPath().replace(/\/[^/]*$/, "");
 const SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"];
 
@@ -115,7 +124,7 @@ export async function runHooks(hooks: string[], options: HookOptions = {}): Prom
       ...pluginEnv(options.options),
       ...options.env,
     };
-    const output = await new Deno.Command("bash", {
+    const output = await new Deno.Command(HOOK_BASH, {
       args: ["-c", script],
       cwd: options.cwd ?? work,
       clearEnv: true,
