@@ -8,6 +8,8 @@ import { ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
 import {
   ACCESS_TOKEN_TYPE,
   externalAccount,
+  type ExternalAccountOptions,
+  type GoogleStandIns,
   runGoogleClient,
   startGoogleStandIns,
   TOKEN_EXCHANGE_GRANT,
@@ -31,96 +33,84 @@ async function inTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Pr
   }
 }
 
-Deno.test("google-auth-library reads the subject token file anew for each token and exchanges it at the loopback STS", async () => {
-  await using google = startGoogleStandIns();
-  await inTempDir("google-client-", async (dir) => {
-    await Deno.writeTextFile(`${dir}/oidc-token`, "subject-token-one");
+/**
+ * Runs google-auth-library for two tokens on an external_account file for WIF_AUDIENCE whose
+ * subject token file holds FIRST, then SECOND (written between the two).
+ */
+function runGoogleOnTokenFile(
+  google: GoogleStandIns,
+  [first, second]: [string, string],
+  extra: Partial<ExternalAccountOptions> = {},
+) {
+  return inTempDir("google-client-", async (dir) => {
+    await Deno.writeTextFile(`${dir}/oidc-token`, first);
     await Deno.writeTextFile(
       `${dir}/credentials.json`,
       JSON.stringify(externalAccount({
         audience: WIF_AUDIENCE,
         tokenUrl: google.stsUrl,
         subjectTokenFile: `${dir}/oidc-token`,
+        ...extra,
       })),
     );
-    const run = await runGoogleClient(google, `${dir}/credentials.json`, {
-      between: () => Deno.writeTextFile(`${dir}/oidc-token`, "subject-token-two"),
+    return await runGoogleClient(google, `${dir}/credentials.json`, {
+      between: () => Deno.writeTextFile(`${dir}/oidc-token`, second),
     });
-    assert.deepEqual(
-      { code: run.code, rounds: run.rounds, subjectTokens: run.subjectTokens },
-      {
-        code: 0,
-        rounds: run.sts.map((request) => ({ token: request.issued })),
-        subjectTokens: ["subject-token-one", "subject-token-two"],
-      },
-    );
-    assert.deepEqual(run.sts[0]!.form, [
-      ["grant_type", TOKEN_EXCHANGE_GRANT],
-      ["audience", WIF_AUDIENCE],
-      ["scope", CLOUD_PLATFORM],
-      ["requested_token_type", ACCESS_TOKEN_TYPE],
-      ["subject_token", "subject-token-one"],
-      ["subject_token_type", JWT_TYPE],
-    ]);
-    assert.deepEqual({ iam: run.iam, stray: google.stray }, { iam: [], stray: [] });
   });
+}
+
+Deno.test("google-auth-library reads the subject token file anew for each token and exchanges it at the loopback STS", async () => {
+  await using google = startGoogleStandIns();
+  const run = await runGoogleOnTokenFile(google, ["subject-token-one", "subject-token-two"]);
+  assert.deepEqual(
+    { code: run.code, rounds: run.rounds, subjectTokens: run.subjectTokens },
+    {
+      code: 0,
+      rounds: run.sts.map((request) => ({ token: request.issued })),
+      subjectTokens: ["subject-token-one", "subject-token-two"],
+    },
+  );
+  assert.deepEqual(run.sts[0]!.form, [
+    ["grant_type", TOKEN_EXCHANGE_GRANT],
+    ["audience", WIF_AUDIENCE],
+    ["scope", CLOUD_PLATFORM],
+    ["requested_token_type", ACCESS_TOKEN_TYPE],
+    ["subject_token", "subject-token-one"],
+    ["subject_token_type", JWT_TYPE],
+  ]);
+  assert.deepEqual({ iam: run.iam, stray: google.stray }, { iam: [], stray: [] });
 });
 
 Deno.test("google-auth-library impersonates the service account with each new STS token", async () => {
   await using google = startGoogleStandIns();
-  await inTempDir("google-client-", async (dir) => {
-    await Deno.writeTextFile(`${dir}/oidc-token`, "subject-token-one");
-    await Deno.writeTextFile(
-      `${dir}/credentials.json`,
-      JSON.stringify(externalAccount({
-        audience: WIF_AUDIENCE,
-        tokenUrl: google.stsUrl,
-        subjectTokenFile: `${dir}/oidc-token`,
-        serviceAccountImpersonationUrl: google.impersonationUrl(SERVICE_ACCOUNT),
-        tokenLifetimeSeconds: 600,
-      })),
-    );
-    const run = await runGoogleClient(google, `${dir}/credentials.json`, {
-      between: () => Deno.writeTextFile(`${dir}/oidc-token`, "subject-token-two"),
-    });
-    assert.deepEqual(run.subjectTokens, ["subject-token-one", "subject-token-two"]);
-    assert.deepEqual(run.rounds, run.iam.map((request) => ({ token: request.issued })));
-    assert.deepEqual(
-      run.iam.map(({ serviceAccount, bearer, body }) => ({ serviceAccount, bearer, body })),
-      run.sts.map((request) => ({
-        serviceAccount: SERVICE_ACCOUNT,
-        bearer: request.issued,
-        body: { scope: [CLOUD_PLATFORM], lifetime: "600s" },
-      })),
-    );
-    assert.deepEqual(google.stray, []);
+  const run = await runGoogleOnTokenFile(google, ["subject-token-one", "subject-token-two"], {
+    serviceAccountImpersonationUrl: google.impersonationUrl(SERVICE_ACCOUNT),
+    tokenLifetimeSeconds: 600,
   });
+  assert.deepEqual(run.subjectTokens, ["subject-token-one", "subject-token-two"]);
+  assert.deepEqual(run.rounds, run.iam.map((request) => ({ token: request.issued })));
+  assert.deepEqual(
+    run.iam.map(({ serviceAccount, bearer, body }) => ({ serviceAccount, bearer, body })),
+    run.sts.map((request) => ({
+      serviceAccount: SERVICE_ACCOUNT,
+      bearer: request.issued,
+      body: { scope: [CLOUD_PLATFORM], lifetime: "600s" },
+    })),
+  );
+  assert.deepEqual(google.stray, []);
 });
 
 Deno.test("google-auth-library reports a subject token the STS refuses, and recovers with the next", async () => {
   await using google = startGoogleStandIns({
     checkSubjectToken: (token) => token === "expired-token" ? "Token has expired" : undefined,
   });
-  await inTempDir("google-client-", async (dir) => {
-    await Deno.writeTextFile(`${dir}/oidc-token`, "expired-token");
-    await Deno.writeTextFile(
-      `${dir}/credentials.json`,
-      JSON.stringify(externalAccount({
-        audience: WIF_AUDIENCE,
-        tokenUrl: google.stsUrl,
-        subjectTokenFile: `${dir}/oidc-token`,
-      })),
-    );
-    const run = await runGoogleClient(google, `${dir}/credentials.json`, {
-      between: () => Deno.writeTextFile(`${dir}/oidc-token`, "fresh-token"),
-    });
-    assert.match(run.rounds[0]?.error ?? "", /invalid_grant.*Token has expired/);
-    assert.deepEqual(run.rounds[1], { token: run.sts[1]!.issued });
-    assert.deepEqual(run.sts.map(({ subjectToken, error }) => ({ subjectToken, error })), [
-      { subjectToken: "expired-token", error: "invalid_grant: Token has expired" },
-      { subjectToken: "fresh-token", error: undefined },
-    ]);
-  });
+  const run = await runGoogleOnTokenFile(google, ["expired-token", "fresh-token"]);
+  assert.match(run.rounds[0]?.error ?? "", /invalid_grant.*Token has expired/);
+  assert.deepEqual(run.rounds[1], { token: run.sts[1]!.issued });
+  assert.deepEqual(run.sts.map(({ subjectToken, error }) => ({ subjectToken, error })), [
+    { subjectToken: "expired-token", error: "invalid_grant: Token has expired" },
+    { subjectToken: "fresh-token", error: undefined },
+  ]);
 });
 
 Deno.test("the Google stand-ins refuse requests Google would refuse", async () => {
