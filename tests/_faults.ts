@@ -129,21 +129,23 @@ function bombs(encoding: Encoding): Fault[] {
     : "Deno's fetch does not decode it: the compressed bytes are described, never decoded";
   const undecoded = (what: string) =>
     `${what} (application/json, ${size} bytes, Content-Encoding "${encoding}")`;
+  // A 200 bomb's outcome, whether it comes with a Content-Length or chunked.
+  const bomb200 = {
+    result: decoded
+      ? capped("Token endpoint", encoding)
+      : `InvalidResponseError: ${
+        undecoded("Token endpoint answered HTTP 200 with a body that is not UTF-8 text")
+      }`,
+    requests: 1,
+    waits: [],
+  };
   return [
     {
       fault: `200 with a ${encoding} bomb (64 MiB of spaces) and its Content-Length`,
       expected,
       reply: () => send(200, headers, bomb(encoding, BOMB_SIZE)),
       ...SHORT,
-      outcome: {
-        result: decoded
-          ? capped("Token endpoint", encoding)
-          : `InvalidResponseError: ${
-            undecoded("Token endpoint answered HTTP 200 with a body that is not UTF-8 text")
-          }`,
-        requests: 1,
-        waits: [],
-      },
+      outcome: bomb200,
       ...(encoding === "gzip"
         ? {
           cli: {
@@ -158,15 +160,7 @@ function bombs(encoding: Encoding): Fault[] {
       expected,
       reply: () => sendChunked(200, headers, bomb(encoding, BOMB_SIZE)),
       ...SHORT,
-      outcome: {
-        result: decoded
-          ? capped("Token endpoint", encoding)
-          : `InvalidResponseError: ${
-            undecoded("Token endpoint answered HTTP 200 with a body that is not UTF-8 text")
-          }`,
-        requests: 1,
-        waits: [],
-      },
+      outcome: bomb200,
     },
     {
       fault: `400 error body that is a ${encoding} bomb`,
