@@ -26,6 +26,15 @@ export interface BenchOptions {
   write?: { path: string; marker: string };
 }
 
+/** One way of doing the work that a whole-process benchmark times. */
+export interface Variant {
+  /** Its letter in the table. */
+  name: string;
+  what: string;
+  command: string[];
+  env?: Record<string, string>;
+}
+
 const USAGE = `usage: deno task bench [--runs N] [--write PATH [--marker NAME] | --docs]
        deno task bench --realistic [--agent-latency-ms 100] [--redactor-latency-ms 10] [--v0 PATH] [--runs N] [--write PATH --marker NAME]
        deno task bench --release-binary [--binary PATH] [--runs N] [--write PATH --marker NAME]`;

@@ -25,6 +25,7 @@ import {
   ROOT,
   startTokenEndpoint,
   timeCommand,
+  type Variant,
   writeSection,
 } from "./_common.ts";
 import { describeSummary, type ProcessSummary, traceProcesses } from "./_processes.ts";
@@ -32,13 +33,6 @@ import { describeSummary, type ProcessSummary, traceProcesses } from "./_process
 const WARMUP = 3;
 const GOAL_V0 = 0.55;
 const GOAL_FLOOR = 1.2;
-
-interface Variant {
-  name: string;
-  what: string;
-  command: string[];
-  env?: Record<string, string>;
-}
 
 function base64url(bytes: Uint8Array | string): string {
   const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;

@@ -27,6 +27,7 @@ import {
   startTokenEndpoint,
   SUBJECT_TOKEN,
   timeCommand,
+  type Variant,
   writeSection,
 } from "./_common.ts";
 import { realisticBench } from "./_realistic.ts";
@@ -34,13 +35,6 @@ import { releaseBinaryBench } from "./_release_binary.ts";
 
 const WARMUP = 3;
 const FIRST_RUNS = 5;
-
-interface Variant {
-  name: string;
-  what: string;
-  command: string[];
-  env?: Record<string, string>;
-}
 
 async function loopbackBench(options: BenchOptions): Promise<void> {
   const RUNS = options.runs;
