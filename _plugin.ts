@@ -25,7 +25,7 @@ import {
   MANIFEST,
   openJobDir,
   type Owner,
-  PluginFileError,
+  PluginError,
   readJobDir,
   readManifest,
   removeFile,
@@ -122,8 +122,8 @@ export async function runPlugin(args: readonly string[]): Promise<number> {
 /** A failure before any request: 🚨 and the message, exit 2 for a mistake in the options. */
 function refuse(error: unknown): number {
   if (error instanceof UsageError) return hooks.fail(2, `Configuration error: ${error.message}`);
-  if (error instanceof PluginFileError) return hooks.fail(1, error.message);
-  throw error;
+  if (error instanceof PluginError) return hooks.fail(1, error.message);
+  return hooks.fail(1, `Unexpected error: ${error instanceof Error ? error.message : error}`);
 }
 
 /** Reads the options and checks the hook asked the agent for what they say. */
@@ -131,7 +131,7 @@ function readOptions(invocation: Invocation): PluginConfig {
   const config = readPluginConfig(invocation.options, { env, cwd: Deno.cwd() });
   const expected = buildkiteAgentArgs(config.source);
   if (expected.join("\0") !== invocation.agent.join("\0")) {
-    throw new Error(
+    throw new PluginError(
       `The hook asked buildkite-agent for "${
         invocation.agent.join(" ")
       }", but the options ask for "${
@@ -271,9 +271,9 @@ function writeFiles(
           : replaceFile(record, result.accessToken),
       );
     } catch (error) {
-      if (error instanceof PluginFileError) throw error;
+      if (error instanceof PluginError) throw error;
       if (error instanceof Deno.errors.AlreadyExists) checkNewFile(path, given, owner());
-      throw new PluginFileError(
+      throw new PluginError(
         `Cannot write token-file ${describePath(path, given)}: ${
           (error as Error).message
         }; check its directory is writable, or use token-file: true for a private one`,
@@ -389,7 +389,7 @@ async function reasons(
   subjectToken: string | undefined,
   debug: ((line: string) => void) | undefined,
 ): Promise<string[]> {
-  if (error instanceof UsageError || error instanceof PluginFileError) return [error.message];
+  if (error instanceof UsageError || error instanceof PluginError) return [error.message];
   return await failureLines(error, config.exchange, config.source, {
     subjectToken,
     clientSecret: config.exchange?.clientSecret,
@@ -466,7 +466,7 @@ async function hook(invocation: Invocation): Promise<number> {
     const [first, ...more] = await reasons(error, config, tokens.subjectToken, debug);
     const what = error instanceof UsageError
       ? "Configuration error: "
-      : error instanceof PluginFileError
+      : error instanceof PluginError
       ? ""
       : "Token exchange failed: ";
     return hooks.fail(error instanceof UsageError ? 2 : 1, `${what}${first}`, more);

@@ -31,10 +31,13 @@ export interface EntryManifest {
   refresh?: RefreshState;
 }
 
-/** A file could not be written or a directory made: exit status 1, with what to do. */
-export class PluginFileError extends Error {
+/**
+ * The plugin could not do its part (a file could not be written, a directory is not its own):
+ * exit status 1, with what to do.
+ */
+export class PluginError extends Error {
   /** The name of the error class. */
-  override name = "PluginFileError";
+  override name = "PluginError";
 }
 
 /** The manifest's name in an entry's directory. */
@@ -60,7 +63,7 @@ function isNotFound(error: unknown): boolean {
  * @param dir The directory (`$TMPDIR/token-exchange-<job>`, which the hooks name).
  * @param owner This process's user.
  * @returns The manifests, in order; none when the directory is not there yet.
- * @throws {PluginFileError} When the directory there is not ours.
+ * @throws {PluginError} When the directory there is not ours.
  */
 export function readJobDir(dir: string, owner: Owner): EntryManifest[] {
   let info: Deno.FileInfo;
@@ -71,7 +74,7 @@ export function readJobDir(dir: string, owner: Owner): EntryManifest[] {
     throw error;
   }
   if (!info.isDirectory || info.uid !== owner.uid || ((info.mode ?? 0) & 0o077) !== 0) {
-    throw new PluginFileError(
+    throw new PluginError(
       `Cannot use the private directory ${dir}: it is not a directory this agent's user made (another job may have put it there); remove it, or set TMPDIR to a directory only this agent uses`,
     );
   }
@@ -83,7 +86,7 @@ export function readJobDir(dir: string, owner: Owner): EntryManifest[] {
  *
  * @param dir The directory.
  * @param owner This process's user.
- * @throws {PluginFileError} When it cannot be made or is not ours.
+ * @throws {PluginError} When it cannot be made or is not ours.
  */
 export function openJobDir(dir: string, owner: Owner): void {
   try {
@@ -91,7 +94,7 @@ export function openJobDir(dir: string, owner: Owner): void {
     return;
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) {
-      throw new PluginFileError(
+      throw new PluginError(
         `Cannot make the private directory ${dir} (${
           (error as Error).message
         }): set TMPDIR to a writable directory`,
@@ -146,7 +149,7 @@ export function makeEntryDir(jobDir: string): { number: number; dir: string } {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     }
   }
-  throw new PluginFileError(`Cannot make an entry's directory in ${jobDir}: it is full`);
+  throw new PluginError(`Cannot make an entry's directory in ${jobDir}: it is full`);
 }
 
 /** A new private file (0600) beside PATH, written whole; its path. */
@@ -302,11 +305,11 @@ export function isSameFile(record: FileRecord): boolean {
  * @param record The file as it was made (or last replaced).
  * @param content What it holds now.
  * @returns The new file's record.
- * @throws {PluginFileError} When the job replaced or removed the file: it is left alone.
+ * @throws {PluginError} When the job replaced or removed the file: it is left alone.
  */
 export function replaceFile(record: FileRecord, content: string): FileRecord {
   if (!isSameFile(record)) {
-    throw new PluginFileError(
+    throw new PluginError(
       `${record.path} is no longer the file this job made (something replaced or removed it): it was left alone`,
     );
   }
