@@ -6,6 +6,8 @@
 export const MIN_ISSUED_LIFETIME_S = 60;
 /** How long a token whose lifetime nothing says is taken to live. */
 export const UNKNOWN_LIFETIME_S = 300;
+/** The first wait after a failure; it doubles with each failure after it. */
+export const FIRST_BACKOFF_S = 2;
 /** The longest wait after a failure. */
 export const MAX_BACKOFF_S = 300;
 /** How many failures in a row, with every token expired, end the refresher. */
@@ -144,8 +146,8 @@ export function nextRenewal(now: number, state: RefreshState): Next {
   if (state.failures === 0) {
     wait = state.renewAt - now;
   } else {
-    // 5 s, 10 s, 20 s, … 5 min; but half the time the current tokens have left, if they have any.
-    wait = Math.min(5 * 2 ** Math.min(state.failures - 1, 6), MAX_BACKOFF_S);
+    // 2 s, 4 s, 8 s, … 5 min; but half the time the current tokens have left, if they have any.
+    wait = Math.min(FIRST_BACKOFF_S * 2 ** Math.min(state.failures - 1, 8), MAX_BACKOFF_S);
     if (state.expiresAt > now) wait = Math.min(wait, (state.expiresAt - now) / 2);
   }
   wait = Math.min(wait, state.deadline - now);

@@ -77,12 +77,12 @@ Deno.test("short-lived OIDC tokens (tests, demos) still renew in seconds", () =>
 Deno.test("nextRenewal() backs off after failures, but tries again before the tokens expire", () => {
   const state: RefreshState = succeeded({ at: T, issuedExpiresIn: 3600 }, undefined);
   const now = T + 2400; // The renewal was due and failed.
-  const waits = [1, 2, 3, 4, 5, 6, 7, 8].map((failures) => {
+  const waits = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((failures) => {
     const next = nextRenewal(now, { ...state, failures });
     return next.kind === "wait" ? next.seconds : -1;
   });
-  // 5 s doubling, at most 5 minutes (20 minutes are left, so half of them never binds).
-  assert.deepEqual(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+  // 2 s doubling, at most 5 minutes (20 minutes are left, so half of them never binds).
+  assert.deepEqual(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
   assert.equal(MAX_BACKOFF_S, 300);
   // With 30 s left, never more than half of them.
   const late = nextRenewal(T + 3570, { ...state, failures: 7 });
@@ -103,6 +103,8 @@ Deno.test("nextRenewal() gives up once the agent stops issuing tokens and the la
     steps.push(`${now - T}`);
     state = failed(state); // the agent refuses from now on
   }
+  // Renewal due at 6 fails, then again at 7 and 8 (half of what is left, at least a second), and
+  // at 9, when the tokens have expired, the third and fourth failures end it.
   assert.deepEqual(steps, [
     "6",
     "7",

@@ -79,11 +79,22 @@ token_exchange_stop_refresher() {
   [[ ! -f "${1}/refresher.pid" ]] || IFS= read -r pid <"${1}/refresher.pid" || true
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -TERM -- "-${pid}" 2>/dev/null || return 0
   for ((i = 0; i < 100; i++)); do
-    kill -0 -- "-${pid}" 2>/dev/null || return 0
+    token_exchange_group_running "$pid" || return 0
     # bash 3.2's read takes whole seconds only.
     if ((BASH_VERSINFO[0] >= 4)); then read -r -t 0.05 <>"${1}/refresher.fifo" || true; else sleep 0.05; fi
   done
   kill -KILL -- "-${pid}" 2>/dev/null || true
+}
+
+# token_exchange_group_running PGID: a process of the group is still running. One that has ended
+# but that its parent (init, for the refresher) has not reaped yet, a zombie, does not count.
+token_exchange_group_running() {
+  local pgid stat
+  kill -0 -- "-${1}" 2>/dev/null || return 1
+  while read -r pgid stat; do
+    [[ "$pgid" != "$1" || "$stat" == Z* ]] || return 0
+  done < <(ps -e -o pgid=,stat= 2>/dev/null)
+  return 1
 }
 
 # token_exchange_remove_entry PLUGIN_DIR ENTRY: removes what the entry made: a token-file outside

@@ -118,9 +118,9 @@ Deno.test("refresh: true replaces the entry's files before the tokens expire, si
   await using server = startTokenEndpoint((_, index) =>
     tokenResponse({ access_token: `issued-${index}-${"x".repeat(20)}`, expires_in: 3600 })
   );
-  // The OIDC token lives 3 s: with oidc-token-file, both files are renewed every 2 s.
+  // The OIDC token lives 2 s: with oidc-token-file, both files are renewed every second.
   const options = { "token-endpoint": server.url, refresh: true, "oidc-token-file": true };
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "3" };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
   const result = await runHooks(["environment"], { options, env, path: refreshPath() });
   assert.equal(result.code, 0, result.stderr);
   const file = result.exported["FEDERATED_ACCESS_TOKEN_FILE"]!;
@@ -171,8 +171,8 @@ Deno.test("expires_in: 0 cannot make the refresher renew more than once a minute
   assert.equal(result.code, 0, result.stderr);
   const state = JSON.parse(await Deno.readTextFile(`${job.entryDir()}/entry.json`)).refresh;
   assert.equal(state.renewAt - state.obtainedAt, 60);
-  await new Promise((resolve) => setTimeout(resolve, 2000));
-  assert.equal(server.requests.length, 1, "the refresher renewed within 2 s");
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(server.requests.length, 1, "the refresher renewed within 1.5 s");
   await runHooks(["pre-exit"], { options, env: job.env, path: refreshPath() });
   assert.deepEqual(await listTree(job.tmp), []);
 });
@@ -180,7 +180,7 @@ Deno.test("expires_in: 0 cannot make the refresher renew more than once a minute
 Deno.test("pre-exit stops a renewal under way: afterwards no process of the entry is left and no file is written", async () => {
   await using job = await longJob();
   const hold = `${job.work}/hold`;
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "3", STANDIN_OIDC_HOLD_FILE: hold };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2", STANDIN_OIDC_HOLD_FILE: hold };
   const result = await runHooks(["environment"], {
     options: { ...AWS, refresh: true },
     env,
@@ -205,7 +205,7 @@ Deno.test("pre-exit stops a renewal under way: afterwards no process of the entr
     await Deno.remove(hold).catch(() => {});
   }
   // Let a renewal that escaped answer and write: nothing may appear.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.deepEqual(await listTree(job.tmp), []);
 });
 
@@ -225,7 +225,7 @@ Deno.test("the refresher carries no token and no secret in its environment or ar
   const agentToken = "bkaj_agent-access-token-for-the-refresher-test";
   const env = {
     ...job.env,
-    STANDIN_OIDC_LIFETIME: "3",
+    STANDIN_OIDC_LIFETIME: "2",
     STS_CLIENT_SECRET: secret,
     BUILDKITE_AGENT_ACCESS_TOKEN: agentToken,
     STANDIN_ACCESS_TOKEN_FILE: `${job.work}/access-token`,
@@ -304,7 +304,7 @@ Deno.test("the refresher ends when the job's process is gone, and removes the en
     refresh: true,
     "oidc-token-file": true,
   };
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "3" };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
   const result = await runHooks(["environment"], { options, env, path: refreshPath() });
   assert.equal(result.code, 0, result.stderr);
   const pid = await refresherPid(job.entryDir());
@@ -352,7 +352,7 @@ Deno.test("several plugin entries in one step each get their own refresher, dire
     refresh: true,
     "oidc-token-file": `${envVar}_OIDC_FILE`,
   }));
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "3" };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
   const results = [];
   for (const options of entries) {
     results.push(await runHooks(["environment"], { options, env, path: refreshPath() }));
@@ -557,7 +557,7 @@ Deno.test("google-auth-library gets a token with the credentials file google-cre
   };
   const env = {
     ...job.env,
-    STANDIN_OIDC_LIFETIME: "3",
+    STANDIN_OIDC_LIFETIME: "2",
     TOKEN_EXCHANGE_GOOGLE_IAM_URL: `${google.origin}/v1`,
   };
   const result = await runHooks(["environment"], { options, env, path: refreshPath() });
@@ -602,7 +602,7 @@ Deno.test("the AWS SDK gets credentials from the variables aws-role-arn exports,
     audience: "sts.amazonaws.com",
     refresh: true,
   };
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "3" };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
   const result = await runHooks(["environment"], { options, env, path: refreshPath() });
   assert.equal(result.code, 0, result.stderr);
   const exported = {
