@@ -416,53 +416,24 @@ async function hook(invocation: Invocation): Promise<number> {
   hooks.line("say", header(config));
   const debug = config.debug ? debugLine : undefined;
   const tokens: { subjectToken?: string } = {};
-  let made: { number: number; dir: string } | undefined;
-  let written: Written | undefined;
   try {
     const result = await obtain(config, debug, tokens, () => hooks.line("exchanging"));
     redactTokens(config, tokens.subjectToken!, result);
-    openJobDir(invocation.dir, owner());
-    made = makeEntryDir(invocation.dir);
-    written = writeFiles(config, made.dir, tokens.subjectToken!, result, undefined);
-    const manifest: EntryManifest = {
-      number: made.number,
-      label: entry.label,
-      exports: entry.exports,
-      secrets: entry.secrets,
-      files: written.files,
-      ...(config.refresh &&
-        {
-          refresh: succeeded(
-            obtained(config, tokens.subjectToken!, result),
-            undefined,
-            jobTimeout(),
-          ),
-        }),
-    };
-    writePrivateFile(`${made.dir}/${MANIFEST}`, JSON.stringify(manifest));
-    const { variables, summary } = exportsOf(config, made.dir, written, result);
-    hooks.line("entry", made.dir);
+    const { dir, written, manifest } = makeEntry(
+      invocation.dir,
+      config,
+      entry,
+      tokens.subjectToken!,
+      result,
+    );
+    const { variables, summary } = exportsOf(config, dir, written, result);
+    hooks.line("entry", dir);
     for (const [name, value] of variables) hooks.line("export", `${name}=${value}`);
-    if (config.refresh) {
-      // The refresher keeps no secret in its environment: these are handed to it privately...
-      const needed = [...AGENT_SECRETS];
-      if (config.exchange?.clientSecretEnv !== undefined) {
-        needed.push(config.exchange.clientSecretEnv);
-      }
-      for (const name of needed) hooks.line("private", name);
-      // ...and these it does not need at all: every token this job's entries exported.
-      for (const name of new Set([...entry.secrets, ...others.flatMap((o) => o.secrets)])) {
-        hooks.line("unset", name);
-      }
-      const next = nextRenewal(now(), manifest.refresh!);
-      hooks.line("refresh", String(next.kind === "wait" ? next.seconds : 1));
-    }
+    if (manifest.refresh !== undefined) handOver(config, entry, others, manifest.refresh);
     hooks.line("say", summary);
     hooks.line("ok");
     return 0;
   } catch (error) {
-    for (const file of written?.files ?? []) removeFile(file);
-    if (made !== undefined) Deno.removeSync(made.dir, { recursive: true });
     const [first, ...more] = await reasons(error, config, tokens.subjectToken, debug);
     const what = error instanceof UsageError
       ? "Configuration error: "
@@ -471,6 +442,62 @@ async function hook(invocation: Invocation): Promise<number> {
       : "Token exchange failed: ";
     return hooks.fail(error instanceof UsageError ? 2 : 1, `${what}${first}`, more);
   }
+}
+
+/**
+ * Makes the entry's directory and writes its files and its manifest, from the tokens just
+ * obtained; on a failure, removes whatever it made.
+ */
+function makeEntry(
+  jobDir: string,
+  config: PluginConfig,
+  entry: Plan,
+  subjectToken: string,
+  result: TokenExchangeResponse | undefined,
+): { dir: string; written: Written; manifest: EntryManifest } {
+  openJobDir(jobDir, owner());
+  const made = makeEntryDir(jobDir);
+  let written: Written | undefined;
+  try {
+    written = writeFiles(config, made.dir, subjectToken, result, undefined);
+    const manifest: EntryManifest = {
+      number: made.number,
+      label: entry.label,
+      exports: entry.exports,
+      secrets: entry.secrets,
+      files: written.files,
+    };
+    if (config.refresh) {
+      manifest.refresh = succeeded(obtained(config, subjectToken, result), undefined, jobTimeout());
+    }
+    writePrivateFile(`${made.dir}/${MANIFEST}`, JSON.stringify(manifest));
+    return { dir: made.dir, written, manifest };
+  } catch (error) {
+    for (const file of written?.files ?? []) removeFile(file);
+    Deno.removeSync(made.dir, { recursive: true });
+    throw error;
+  }
+}
+
+/**
+ * What the hook needs to start the refresher: when to renew first, and which variables to keep
+ * out of its environment. It keeps no secret there: those its renewals need are handed to it
+ * privately, and every token this job's entries exported it does not need at all.
+ */
+function handOver(
+  config: PluginConfig,
+  entry: Plan,
+  others: readonly EntryManifest[],
+  state: RefreshState,
+): void {
+  const needed = [...AGENT_SECRETS];
+  if (config.exchange?.clientSecretEnv !== undefined) needed.push(config.exchange.clientSecretEnv);
+  for (const name of needed) hooks.line("private", name);
+  for (const name of new Set([...entry.secrets, ...others.flatMap((o) => o.secrets)])) {
+    hooks.line("unset", name);
+  }
+  const next = nextRenewal(now(), state);
+  hooks.line("refresh", String(next.kind === "wait" ? next.seconds : 1));
 }
 
 async function renew(invocation: Invocation): Promise<number> {
