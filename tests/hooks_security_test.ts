@@ -518,3 +518,35 @@ Deno.test("the hook refuses an exchange option's mistake in the CLI's words, and
   }
   assert.equal(server.requests.length, 0);
 });
+
+Deno.test("the hook takes https://my_host.example.com/token as the CLI does, and lets the engine reach that host only", async () => {
+  // The proxy stands in for the network: the request for the host reaches it as a CONNECT, which
+  // it refuses, so the job fails trying to reach the host, not on the option.
+  await using proxy = await startProxy();
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": "https://my_host.example.com/token", retries: "0" },
+    env: { HTTPS_PROXY: proxy.url },
+  });
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /^🚨 Token exchange failed: Cannot reach token endpoint "https:\/\/my_host\.example\.com\/token"/,
+  );
+  assert.deepEqual(proxy.lines(), ["CONNECT my_host.example.com:443 HTTP/1.1"]);
+});
+
+Deno.test("a tab in subject-token-type is a configuration error, never a broken Google credentials file", async () => {
+  const result = await runHooks(["environment"], {
+    options: {
+      "google-credentials": true,
+      "target-audience":
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/bk/providers/bk",
+      "subject-token-type": "urn:ietf:params:oauth:token-type:jwt\t",
+    },
+  });
+  assert.deepEqual([result.code, result.stderr, result.leftovers], [
+    2,
+    '🚨 Configuration error: subject-token-type is "urn:ietf:params:oauth:token-type:jwt\\t", which has a line break or another control character in it: remove it\n',
+    [],
+  ]);
+});
