@@ -125,7 +125,7 @@ token_exchange_oidc_token() {
 
 # token_exchange_launch RUN DIR PLUGIN_DIR: asks the agent for the OIDC token and starts the engine
 # at once (the agent's round trip to Buildkite runs while Deno starts), then acts on the engine's
-# lines (token_exchange_line); returns the engine's status.
+# lines (token_exchange_read_engine); returns the engine's status.
 token_exchange_launch() {
   local status=0
   token_exchange_agent_args
