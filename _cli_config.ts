@@ -31,9 +31,7 @@ export type OutputFormat =
   /** The response fields as one JSON object. */
   | "json"
   /** A client.authentication.k8s.io ExecCredential, for kubectl's exec credential plugins. */
-  | "kubernetes"
-  /** The hooks' format: token and expires_in lines on stdout, error lines there too. */
-  | "hook";
+  | "kubernetes";
 
 /** Everything the CLI needs to do one exchange. */
 export interface CliConfig {
@@ -84,17 +82,21 @@ export function parseCommandLine(args: readonly string[], env: Env): CliCommand 
   return { kind: "run", config: readConfig(new OptionValues(flags, env)) };
 }
 
-/** The configuration of a run, from its options. */
-function readConfig(options: OptionValues): CliConfig {
+/**
+ * The configuration of a run, from its options: the command line's, or with `plugin` the plugin's
+ * (its BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variables alone, named in messages as `pipeline.yml` names
+ * them).
+ *
+ * @param options The options.
+ * @param plugin Whether this is the plugin's exchange.
+ * @returns The checked configuration.
+ * @throws {UsageError} For anything wrong with the options or how they fit together.
+ */
+export function readConfig(options: OptionValues, plugin = false): CliConfig {
   const debug = options.boolean("debug");
-  const format = options.oneOf(
-    "format",
-    ["token", "json", "kubernetes"] as const,
-    "token",
-    ["hook"] as const,
-  );
+  const format = options.oneOf("format", ["token", "json", "kubernetes"] as const, "token");
   const clientAuth = options.oneOf("client-auth", ["basic", "post"] as const, "basic");
-  const { tokenEndpoint, issuer, plugin } = readEndpoint(options, format === "hook");
+  const { tokenEndpoint, issuer, plugin: named } = readEndpoint(options, plugin);
   const timeout = readTimeout(options);
   const retries = readRetries(options);
   const source = chooseSubjectTokenSource(options);
@@ -118,7 +120,7 @@ function readConfig(options: OptionValues): CliConfig {
     clientAuth,
     timeout,
     retries,
-    names: options.names(plugin),
+    names: options.names(named),
   };
   // Whatever else the library would refuse, refuse it now, before any token is requested, with
   // the library's own check.
@@ -132,17 +134,17 @@ function readConfig(options: OptionValues): CliConfig {
 
 /**
  * The token endpoint or the issuer (exactly one), each a URL that makes one clean `--allow-net`
- * host; and whether this is the plugin's run (`--format hook`, or the URL from a variable), whose
- * messages name the options as `pipeline.yml` does.
+ * host; and whether messages name the options as `pipeline.yml` does (the plugin's run, or the URL
+ * from a variable).
  */
 function readEndpoint(
   options: OptionValues,
-  hookFormat: boolean,
+  pluginRun: boolean,
 ): { tokenEndpoint: URL | undefined; issuer: URL | undefined; plugin: boolean } {
   const endpointSource = options.string("token-endpoint");
   const issuerSource = options.string("issuer");
   const given = endpointSource ?? issuerSource;
-  const plugin = hookFormat || (given !== undefined && !given.from.startsWith("--"));
+  const plugin = pluginRun || (given !== undefined && !given.from.startsWith("--"));
   const credentials = plugin
     ? "client-id and client-secret-env"
     : "--client-id and --client-secret-env";

@@ -238,12 +238,6 @@ const USAGE_ERRORS: [string, string[], Record<string, string>, string][] = [
     "No token endpoint: set --token-endpoint (or BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT), or --issuer to discover it",
   ],
   [
-    "no endpoint, in the hooks' format",
-    ["--format", "hook"],
-    {},
-    "No token endpoint: set token-endpoint, or issuer to discover it",
-  ],
-  [
     "a relative URL",
     ["--token-endpoint", "sts.example.com/token"],
     {},

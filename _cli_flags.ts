@@ -220,12 +220,25 @@ function levenshtein(a: string, b: string): number {
   return previous[b.length]!;
 }
 
-function unknownFlag(flag: string): UsageError {
-  const name = flag.replace(/^-+/, "").split("=")[0]!;
-  const closest = Object.keys(FLAGS)
+/**
+ * The candidate a mistyped name most likely meant: the closest by edit distance, if at most 3
+ * edits away. The one rule behind every "did you mean" (flags and plugin options).
+ *
+ * @param name The name as given.
+ * @param candidates The names that exist.
+ * @returns The closest candidate, or `undefined` when none is close.
+ */
+export function closestName(name: string, candidates: readonly string[]): string | undefined {
+  const closest = candidates
     .map((candidate) => ({ candidate, distance: levenshtein(name, candidate) }))
     .sort((a, b) => a.distance - b.distance)[0];
-  const hint = closest && closest.distance <= 3 ? `: did you mean --${closest.candidate}?` : "";
+  return closest && closest.distance <= 3 ? closest.candidate : undefined;
+}
+
+function unknownFlag(flag: string): UsageError {
+  const name = flag.replace(/^-+/, "").split("=")[0]!;
+  const closest = closestName(name, Object.keys(FLAGS));
+  const hint = closest ? `: did you mean --${closest}?` : "";
   return new UsageError(`Unknown flag "${flag.split("=")[0]}"${hint || ": see --help"}`);
 }
 
@@ -297,7 +310,7 @@ export interface Sourced<T> {
 /**
  * How a run names its options in messages: each option that was set as it was set (a flag, or a
  * variable named as `pipeline.yml` spells its option), and the others as flags, or as plugin
- * options when the run is the plugin's (`--format hook`, or the endpoint from a variable).
+ * options when the run is the plugin's (the hooks', or the endpoint from a variable).
  */
 export interface OptionNames {
   /** The options that came from a BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variable, by flag name. */
@@ -398,16 +411,11 @@ export class OptionValues {
     throw new UsageError(`${source.from} is "${source.value}": use true or false`);
   }
 
-  /** One of `allowed`, or of `internal` (values for the hooks, not offered in messages). */
-  oneOf<T extends string>(
-    name: string,
-    allowed: readonly T[],
-    fallback: T,
-    internal: readonly T[] = [],
-  ): T {
+  /** One of `allowed`. */
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
     const source = this.string(name);
     if (source === undefined) return fallback;
-    if (![...allowed, ...internal].includes(source.value as T)) {
+    if (!allowed.includes(source.value as T)) {
       throw new UsageError(`${source.from} is "${source.value}": use ${allowed.join(" or ")}`);
     }
     return source.value as T;

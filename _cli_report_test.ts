@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type CliCommand, type CliConfig, parseCommandLine } from "./_cli_config.ts";
+import { type CliCommand, type CliConfig, parseCommandLine, readConfig } from "./_cli_config.ts";
+import { OptionValues } from "./_cli_flags.ts";
 import { explain, hint, identify } from "./_cli_report.ts";
 import { HttpStatusError, NetworkError, OAuthError, TimeoutError } from "./_errors.ts";
 
@@ -30,10 +31,11 @@ Deno.test("hint() names each option as the user set it: a flag from the CLI, the
     "; this endpoint does not do RFC 8693 token exchange: check --token-endpoint",
     ": raise --timeout, or check this agent can reach the endpoint",
   ]);
-  const fromPlugin = config(["--format", "hook"], {
+  const pluginEnv: Record<string, string> = {
     [`${P}ISSUER`]: "https://issuer.example.com",
     [`${P}CLIENT_ID`]: "ci",
-  });
+  };
+  const fromPlugin = readConfig(new OptionValues(new Map(), (name) => pluginEnv[name]), true);
   assert.deepEqual(errors.map((error) => hint(error, fromPlugin)), [
     "; check client-id, the secret in client-secret-env and client-auth (basic or post)",
     "; check target-audience and resource against what the endpoint allows",

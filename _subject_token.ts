@@ -47,7 +47,9 @@ function readAudience(options: OptionValues): string | undefined {
 function readLifetime(options: OptionValues): number | undefined {
   const source = options.string("lifetime");
   if (source === undefined) return undefined;
-  if (!/^\d{1,9}$/.test(source.value) || Number(source.value) === 0) {
+  // No leading zero: the hooks hand the value to the agent as it is written, and the agent would
+  // read 010 as octal.
+  if (!/^[1-9]\d{0,8}$/.test(source.value)) {
     throw new UsageError(
       `${source.from} is "${source.value}": use a whole number of seconds above 0`,
     );

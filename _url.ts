@@ -185,7 +185,8 @@ function checkAuthority(
     );
   }
   if (
-    port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)
+    // No leading zero: the hooks give the port to Deno's --allow-net as it is written.
+    port !== undefined && !(/^[1-9]\d{0,4}$/.test(port) && Number(port) <= 65535)
   ) {
     throw new TypeError(
       `${what} "${shown()}" has port "${summarise(port)}": use a port from 1 to 65535`,

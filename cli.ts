@@ -38,15 +38,13 @@
  * @module
  */
 
-import { type CliConfig, exchangeParameters, labelOf, parseCommandLine } from "./_cli_config.ts";
+import { type CliConfig, parseCommandLine } from "./_cli_config.ts";
+import { exchangeFor, explainToken, failureLines, openSession } from "./_cli_exchange.ts";
 import { type Env, helpText, UsageError } from "./_cli_flags.ts";
-import { directLoopbackFetch } from "./_direct_fetch.ts";
-import { InvalidResponseError, TokenExchangeError } from "./_errors.ts";
-import { exchange } from "./_exchange.ts";
-import type { HttpInternals, HttpOptions } from "./_http.ts";
-import { maskSecrets, oneLine, summarise } from "./_redact.ts";
+import { InvalidResponseError } from "./_errors.ts";
+import { oneLine } from "./_redact.ts";
 import { type TokenExchangeResponse, tokenProblem } from "./_response.ts";
-import { getSubjectToken, SubjectTokenError } from "./_subject_token.ts";
+import { getSubjectToken } from "./_subject_token.ts";
 import { VERSION } from "./_constants.ts";
 
 const PREFIX = "token-exchange:";
@@ -61,18 +59,6 @@ function say(text: string): void {
   console.error(`${PREFIX} ${oneLine(text)}`);
 }
 
-/**
- * Where the error lines go: stderr, or stdout for `--format hook` (the hooks show them after
- * `^^^ +++`, while debug lines reach the job log on stderr as they happen). Known from the
- * arguments before they are parsed, so that a usage error goes there too.
- */
-function errorWriter(args: readonly string[]): (text: string) => void {
-  const hookFormat = args.some((arg, i) =>
-    arg === "--format=hook" || (arg === "--format" && args[i + 1] === "hook")
-  );
-  return hookFormat ? (text) => console.log(`${PREFIX} ${oneLine(text)}`) : say;
-}
-
 /** The JSON output, with DEL, C1 and the Unicode line separators escaped as well as C0. */
 function safeJson(value: unknown): string {
   return JSON.stringify(value).replace(
@@ -82,7 +68,6 @@ function safeJson(value: unknown): string {
 }
 
 // Modules only some runs need are loaded when needed: each module costs start-up time.
-const loadReport = () => import("./_cli_report.ts");
 const loadExecCredential = () => import("./_exec_credential.ts");
 
 /** The JSON output: the response fields that are present, in a fixed order. */
@@ -100,12 +85,6 @@ function toJson(result: TokenExchangeResponse): string {
 /** What the command prints on success, in the configured format. */
 async function output(config: CliConfig, result: TokenExchangeResponse): Promise<string> {
   switch (config.format) {
-    case "hook":
-      // "ok", the token (printable ASCII, checked), then its lifetime in seconds when known: the
-      // hook reads these three lines and goes on while Deno shuts down.
-      return `ok\n${result.accessToken}\n${
-        result.expiresIn === undefined ? "" : Math.floor(result.expiresIn)
-      }`;
     case "json":
       if (result.refreshToken !== undefined) {
         const problem = tokenProblem(result.refreshToken);
@@ -155,23 +134,16 @@ export async function main(
   args: readonly string[],
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
 ): Promise<number> {
-  const fail = errorWriter(args);
-  const status = await command(args, env, fail);
-  // --format hook ends a failure with its status, which the hook reads instead of waiting for the
-  // process to end.
-  if (status !== 0 && fail !== say) console.log(`!exit ${status}`);
-  return status;
-}
-
-async function command(args: readonly string[], env: Env, fail: (text: string) => void) {
+  // The plugin's hooks run the engine this way (see docs/cli.md); it is not for other callers.
+  if (args[0] === "--plugin") return await (await import("./_plugin.ts")).runPlugin(args.slice(1));
   let command;
   try {
     command = parseCommandLine(args, env);
   } catch (error) {
     if (error instanceof UsageError) {
-      fail(error.message);
+      say(error.message);
     } else if (error instanceof Deno.errors.NotCapable) {
-      fail(`Cannot read the environment (${error.message}): run with --allow-env`);
+      say(`Cannot read the environment (${error.message}): run with --allow-env`);
     } else {
       throw error;
     }
@@ -185,91 +157,27 @@ async function command(args: readonly string[], env: Env, fail: (text: string) =
       console.log(`token-exchange ${VERSION}`);
       return 0;
     case "run":
-      return await run(command.config, env, fail);
+      return await run(command.config, env);
   }
 }
 
 /** One exchange: the subject token, discovery if asked for, the exchange, and the output. */
-async function run(config: CliConfig, env: Env, fail: (text: string) => void): Promise<number> {
-  const debug = config.debug ? (line: string) => say(`debug: ${line}`) : undefined;
-  const report = config.debug ? await loadReport() : undefined;
-  // A loopback endpoint (or issuer, or token service) is reached directly, never through a proxy
-  // from the environment; other hosts keep HTTPS_PROXY and NO_PROXY.
-  using direct = directLoopbackFetch();
-  // Its HTTP client is made now, while the hooks' agent call is still under way (about 10 ms).
-  direct.prepare(config.tokenEndpoint ?? config.issuer!);
-  const http: HttpOptions & HttpInternals = {
-    timeout: config.timeout,
-    retries: config.retries,
-    onDebug: debug,
-    fetch: direct.fetch,
-    platformFetch: true,
-  };
+async function run(config: CliConfig, env: Env): Promise<number> {
+  using session = openSession(config, config.debug ? (line) => say(`debug: ${line}`) : undefined);
   let subjectToken: string | undefined;
   try {
-    // --format hook: the hook does what it must while it waits for the agent now that Deno has
-    // started, and starts `buildkite-agent redactor add` once the exchange is under way.
-    if (config.format === "hook") console.log("ready");
-    subjectToken = await getSubjectToken(config.source, http, env);
-    if (config.format === "hook") console.log("exchanging");
-    debug?.(report!.explain(report!.subjectTokenLabel(config.source), subjectToken));
-    let tokenEndpoint = config.tokenEndpoint;
-    if (tokenEndpoint === undefined) {
-      const { discover } = await import("./_discovery.ts");
-      const names = {
-        tokenEndpoint: labelOf(config, "token-endpoint"),
-        issuer: labelOf(config, "issuer"),
-      };
-      tokenEndpoint = await discover(config.issuer!, { ...http, names });
-    }
-    const result = await exchange({
-      ...exchangeParameters(config),
-      ...http,
-      tokenEndpoint,
-      subjectToken,
-    });
-    if (debug) {
-      debug(report!.explain("Issued token", result.accessToken));
-      const shown = (value: string | undefined) =>
-        value === undefined ? "(none)" : summarise(value, [subjectToken!]);
-      debug(
-        `Response: issued_token_type=${shown(result.issuedTokenType)} token_type=${
-          shown(result.tokenType)
-        } expires_in=${result.expiresIn ?? "(none)"} scope=${shown(result.scope)}`,
-      );
-    }
+    subjectToken = await getSubjectToken(config.source, session.http, env);
+    await explainToken(session, config.source, subjectToken);
+    const result = await exchangeFor(config, subjectToken, session);
     console.log(await output(config, result));
     return 0;
   } catch (error) {
-    await failure(error, config, subjectToken, fail);
+    const lines = await failureLines(error, config, config.source, {
+      subjectToken,
+      clientSecret: config.clientSecret,
+    }, session.debug);
+    for (const line of lines) say(line);
     return 1;
-  }
-}
-
-/** Reports a failure: one line, the subject token's iss, sub and aud, and with --debug the stack. */
-async function failure(
-  error: unknown,
-  config: CliConfig,
-  subjectToken: string | undefined,
-  fail: (text: string) => void,
-): Promise<void> {
-  const report = await loadReport();
-  const secrets = [subjectToken, config.clientSecret].filter((s): s is string => !!s);
-  let message: string;
-  if (
-    error instanceof TokenExchangeError || error instanceof SubjectTokenError ||
-    error instanceof TypeError
-  ) {
-    message = `${error.message}${report.hint(error, config)}`;
-  } else {
-    message = `Unexpected error: ${error instanceof Error ? error.message : String(error)}`;
-  }
-  fail(maskSecrets(message, secrets));
-  if (subjectToken !== undefined) {
-    fail(report.identify(report.subjectTokenLabel(config.source), subjectToken));
-  }
-  if (config.debug && error instanceof Error && error.stack) {
-    for (const line of maskSecrets(error.stack, secrets).split("\n")) say(`debug: ${line}`);
   }
 }
 

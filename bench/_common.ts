@@ -20,6 +20,8 @@ export interface BenchOptions {
   redactorLatencyMs: number;
   /** A copy of version 0.x of the plugin, to time its hook beside ours. */
   v0?: string;
+  /** Another checkout of this plugin (an earlier version), to time its hook beside ours. */
+  before?: string;
   /** The release binary (or a stand-in of its size) for --release-binary. */
   binary?: string;
   /** Write the result block into this Markdown file, between the marker's comments. */
@@ -36,7 +38,7 @@ export interface Variant {
 }
 
 const USAGE = `usage: deno task bench [--runs N] [--write PATH [--marker NAME] | --docs]
-       deno task bench --realistic [--agent-latency-ms 100] [--redactor-latency-ms 10] [--v0 PATH] [--runs N] [--write PATH --marker NAME]
+       deno task bench --realistic [--agent-latency-ms 100] [--redactor-latency-ms 10] [--before PATH] [--v0 PATH] [--runs N] [--write PATH --marker NAME]
        deno task bench --release-binary [--binary PATH] [--runs N] [--write PATH --marker NAME]`;
 
 /** Reads the benchmark's flags; a mistake is one line on stderr and exit status 2. */
@@ -52,6 +54,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     "--agent-latency-ms",
     "--redactor-latency-ms",
     "--v0",
+    "--before",
     "--binary",
     "--write",
     "--marker",
@@ -92,6 +95,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     ? "release-binary"
     : "loopback";
   if (values.has("--v0") && mode !== "realistic") fail("--v0 goes with --realistic");
+  if (values.has("--before") && mode !== "realistic") fail("--before goes with --realistic");
   if (values.has("--binary") && mode !== "release-binary") {
     fail("--binary goes with --release-binary");
   }
@@ -119,6 +123,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     agentLatencyMs: count("--agent-latency-ms", 100, 0),
     redactorLatencyMs: count("--redactor-latency-ms", 10, 0),
     v0: values.get("--v0"),
+    before: values.get("--before"),
     binary: values.get("--binary"),
     write,
   };

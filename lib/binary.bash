@@ -44,20 +44,20 @@ token_exchange_sha256() {
 }
 
 # token_exchange_verified FILE EXPECTED: FILE is a regular file (not a link) whose SHA-256 is
-# EXPECTED; otherwise a 🚨 line and status 1.
+# EXPECTED; otherwise a failure (token_exchange_fail) and status 1.
 token_exchange_verified() {
   local file="$1" expected="$2" actual what="${3:-cached}"
   if [[ -L "$file" || ! -f "$file" ]]; then
-    token_exchange_error "The ${what} token-exchange binary ${file} is not a regular file: it was not run" \
+    token_exchange_fail "The ${what} token-exchange binary ${file} is not a regular file: it was not run" \
       "Remove it so the next job downloads it again"
     return 1
   fi
   if ! actual="$(token_exchange_sha256 "$file")"; then
-    token_exchange_error "Cannot verify the token-exchange binary: neither sha256sum nor shasum is installed or can read ${file}"
+    token_exchange_fail "Cannot verify the token-exchange binary: neither sha256sum nor shasum is installed or can read ${file}"
     return 1
   fi
   if [[ "$actual" != "$expected" ]]; then
-    token_exchange_error "The ${what} token-exchange binary has SHA-256 ${actual}, not the ${expected} this plugin version pins: it was not run" \
+    token_exchange_fail "The ${what} token-exchange binary has SHA-256 ${actual}, not the ${expected} this plugin version pins: it was not run" \
       "${4:-Remove ${file} so the next job downloads it again; if this repeats, something on this agent changes the cache}"
     return 1
   fi
@@ -71,7 +71,7 @@ token_exchange_binary() {
   local install="install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly"
   token_exchange_target target
   if [[ -z "$target" ]]; then
-    token_exchange_error "Deno is not installed, and there is no token-exchange binary for $(uname -s) $(uname -m): ${install}"
+    token_exchange_fail "Deno is not installed, and there is no token-exchange binary for $(uname -s) $(uname -m): ${install}"
     return 1
   fi
   while IFS= read -r line || [[ -n "$line" ]]; do
@@ -87,13 +87,12 @@ token_exchange_binary() {
     done <"${plugin_dir}/dist/SHA256SUMS"
   fi
   if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then
-    token_exchange_error "Deno is not installed, and this plugin ref has no release binary (only release tags such as v${version} have them): ${install}, or pin the plugin to a release tag"
+    token_exchange_fail "Deno is not installed, and this plugin ref has no release binary (only release tags such as v${version} have them): ${install}, or pin the plugin to a release tag"
     return 1
   fi
   cache="${TOKEN_EXCHANGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/token-exchange-buildkite-plugin}/v${version}"
   binary="${cache}/token-exchange-${target}"
   if [[ -e "$binary" || -L "$binary" ]]; then
-    token_exchange_debug "Verifying the cached binary ${binary}"
     token_exchange_verified "$binary" "$expected" || return 1
     printf -v "$1" '%s' "$binary"
     return 0
@@ -101,24 +100,23 @@ token_exchange_binary() {
   url="${TOKEN_EXCHANGE_DOWNLOAD_URL:-$TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL}"
   url="${url%/}/v${version}/token-exchange-${target}"
   echo "Deno is not installed: downloading token-exchange v${version} for ${target} (once per version)"
-  token_exchange_debug "Downloading ${url} into ${cache}"
   if ! command -v curl >/dev/null 2>&1; then
-    token_exchange_error "Deno is not installed and curl is not available to download the token-exchange binary: ${install}"
+    token_exchange_fail "Deno is not installed and curl is not available to download the token-exchange binary: ${install}"
     return 1
   fi
   if ! mkdir -p "$cache" 2>/dev/null; then
-    token_exchange_error "Cannot create the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
+    token_exchange_fail "Cannot create the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
   if ! tmp="$(mktemp "${cache}/.download.XXXXXXXX" 2>/dev/null)"; then
-    token_exchange_error "Cannot create a file in the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
+    token_exchange_fail "Cannot create a file in the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
   local -a curl_args=(--fail --silent --show-error --location --retry 3 --connect-timeout 10 --max-time 300)
   [[ "$url" != https://* ]] || curl_args+=(--proto-redir "=https")
   local curl_error
   if ! curl_error="$(curl "${curl_args[@]}" --output "$tmp" "$url" 2>&1)"; then
-    token_exchange_error "Cannot download the token-exchange binary from ${url}: $(token_exchange_printable "$curl_error")" \
+    token_exchange_fail "Cannot download the token-exchange binary from ${url}: ${curl_error//[[:cntrl:]]/ }" \
       "Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or ${install}"
     rm -f "$tmp"
     return 1
@@ -130,7 +128,7 @@ token_exchange_binary() {
   fi
   if ! chmod 0500 "$tmp" 2>/dev/null || ! mv -f "$tmp" "$binary" 2>/dev/null; then
     rm -f "$tmp"
-    token_exchange_error "Cannot move the verified token-exchange binary into the cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
+    token_exchange_fail "Cannot move the verified token-exchange binary into the cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
   printf -v "$1" '%s' "$binary"

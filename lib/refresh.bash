@@ -1,135 +1,134 @@
 # shellcheck shell=bash
-# refresh: true. One background refresher per plugin entry keeps the entry's files fresh until
-# pre-exit: it renews at about two thirds of the shorter remaining lifetime (the OIDC token's exp,
-# the issued token's expires_in), replaces each file atomically, and on failure retries with
-# backoff while the old token is still valid. While it waits it is one idle bash (a few MiB) in a
-# read with a time-out on a FIFO of its own, so it starts no program; pre-exit writes "stop" to the
-# FIFO. It never holds the hook's stdout or stderr, writes nothing to the job log, and ends by
-# itself when the agent stops issuing tokens, when the job's process is gone, or after the job's
-# time-out (or 24 hours). lib/plugin.bash sources this file only when an entry sets refresh.
-# Written for bash 3.2 (macOS) and later; functions only.
+# After the engine: the refresher of refresh: true, and pre-exit's cleanup. The refresher is one idle
+# bash (a few MiB) that waits, with a read that times out on a FIFO of its own, for the number of
+# seconds the engine printed (checking once a minute that the job's process is still there), then
+# runs the agent and the engine for a renewal; it never holds the hook's output. It runs in a
+# process group of its own, which pre-exit ends, renewals under way included. lib/plugin.bash
+# sources this file when an entry sets refresh, and in pre-exit. Written for bash 3.2 and later.
 
-# The longest a refresher runs without a job time-out (BUILDKITE_TIMEOUT, in minutes) to go by.
-TOKEN_EXCHANGE_REFRESH_CAP_SECONDS=86400
-
-# token_exchange_refresh_wait SECONDS: waits SECONDS, or until pre-exit writes "stop" to the FIFO on
-# fd 9 (then returns 1).
-token_exchange_refresh_wait() {
-  local line=""
-  ((${1} > 0)) || return 0
-  if IFS= read -r -t "$1" line <&9; then
-    [[ "$line" != stop ]] || return 1
+# token_exchange_start_refresher PLUGIN_DIR ENTRY WAIT: starts the entry's refresher, to renew in
+# WAIT seconds, and records its PID (its process group's) for pre-exit. Its environment holds none
+# of the variables the engine named: tokens this job's entries exported, and the secrets a renewal
+# needs, which it reads from its FIFO instead (never from its environment or arguments).
+token_exchange_start_refresher() {
+  local plugin_dir="$1" entry="$2" line name
+  local -a hidden=() handed=()
+  for line in ${token_exchange_hidden[@]+"${token_exchange_hidden[@]}"}; do
+    name="${line#* }"
+    hidden+=("$name")
+    [[ "$line" != "private "* || -z "${!name+set}" ]] || handed+=("${name}=${!name}")
+  done
+  if ! mkfifo -m 0600 "${entry}/refresher.fifo" 2>/dev/null; then
+    token_exchange_error "🚨 Cannot start the token refresher: mkfifo failed in ${entry}"
+    return 1
   fi
-  return 0
+  (
+    # The FIFO is open (here, then in the refresher) from before the secrets are written until the
+    # refresher has read them: a FIFO nobody holds open drops what is in it.
+    exec 8<>"${entry}/refresher.fifo"
+    { [[ "${#handed[@]}" -eq 0 ]] || printf '%s\0' "${handed[@]}"; printf '\0'; } >&8
+    unset -v ${hidden[@]+"${hidden[@]}"} 2>/dev/null || true
+    # Job control: the refresher leads a process group of its own.
+    set -m
+    # shellcheck disable=SC2016 # expanded by the refresher's bash
+    bash -c '. "$1/lib/plugin.bash" && . "$1/lib/refresh.bash" && token_exchange_refresher "$@"' \
+      token-exchange-refresher "$plugin_dir" "$entry" "$3" "${TOKEN_EXCHANGE_JOB_PID:-$PPID}" \
+      <&8 8<&- >/dev/null 2>&1 &
+    printf '%s\n' "$!" >"${entry}/refresher.pid"
+  )
 }
 
-# token_exchange_refresher PLUGIN_DIR PRIVATE EXPIRES_AT TOKEN_PATH WATCHED: the refresher itself, in
-# a bash of its own (a fork of the hook's would keep its memory): reads the entry's options again
-# as the hook did, then renews until stopped. EXPIRES_AT is when the first of the current tokens
-# expires (epoch seconds); WATCHED is the job's process.
+# token_exchange_refresher PLUGIN_DIR ENTRY WAIT WATCHED: the refresher itself, in a bash of its own
+# (a fork of the hook's would keep its memory and environment). WATCHED is the job's process.
 token_exchange_refresher() {
-  # shellcheck disable=SC2034 # the functions it calls read and set these (bash's dynamic scope)
-  local plugin_dir="$1" private="$2" expires_at="$3" token_exchange_token_path="$4" watched="$5"
+  local plugin_dir="$1" entry="$2" token_exchange_wait="$3" watched="$4" record left chunk
+  # shellcheck disable=SC2034 # the functions it calls set these (bash's dynamic scope)
+  local -a token_exchange_cli=() token_exchange_agent=() token_exchange_exports=()
   # shellcheck disable=SC2034
-  local env_var token_file redact refresh aws_role token_exchange_debug_on token_exchange_mode=exchange
-  # shellcheck disable=SC2034
-  local token_exchange_oidc_var="" token_exchange_oidc_file=false now obtained wait failures=0
-  local deadline message
-  # shellcheck disable=SC2034
-  local -a token_exchange_cli=() token_exchange_agent=()
+  local -a token_exchange_failure=() token_exchange_hidden=() handed=()
   set +e +u +o pipefail
   # Not the job's checkout, which may go away first (and then no program could start here).
   cd / || exit 1
-  exec 9<>"${private}/refresher.fifo" || exit 1
-  token_exchange_setup "$plugin_dir" >/dev/null 2>&1 || exit 2
-  token_exchange_agent_args >/dev/null 2>&1 || exit 2
-  if [[ "$token_exchange_mode" == exchange ]]; then
-    token_exchange_command "$plugin_dir" >/dev/null 2>&1 || exit 2
-  fi
-  token_exchange_now now
-  obtained="$now"
-  deadline=$((now + TOKEN_EXCHANGE_REFRESH_CAP_SECONDS))
-  [[ ! "${BUILDKITE_TIMEOUT:-}" =~ ^[0-9]{1,6}$ ]] || deadline=$((now + 60 * 10#$BUILDKITE_TIMEOUT + 300))
-  while :; do
-    token_exchange_now now
-    if ((failures == 0)); then
-      # Two thirds of the way from when the tokens were had to when the first of them expires.
-      wait=$((obtained + (expires_at - obtained) * 2 / 3 - now))
-    else
-      # Back off (5 s, 10 s, 20 s, … 5 min), but try again before the old token expires.
-      wait=$((5 << (failures - 1 < 6 ? failures - 1 : 6)))
-      ((wait <= 300)) || wait=300
-      if ((expires_at > now && wait > (expires_at - now) / 2)); then wait=$(((expires_at - now) / 2)); fi
-    fi
-    ((wait >= 1)) || wait=1
-    # Wake at least once a minute to see whether the job is still there.
-    while ((wait > 0)); do
-      if ((wait > 60)); then
-        token_exchange_refresh_wait 60 || exit 0
-        wait=$((wait - 60))
-      else
-        token_exchange_refresh_wait "$wait" || exit 0
-        wait=0
-      fi
-      kill -0 "$watched" 2>/dev/null || exit 0
-      token_exchange_now now
-      if ((now >= deadline)); then
-        printf '%s\n' "stopped after the job's time-out, as a refresher must not outlive its job" >"${private}/refresher.error"
+  # Its stdin is its FIFO: first the secrets, then nothing, which a read with a time-out waits on.
+  exec 9<&0 0</dev/null
+  while IFS= read -r -d '' record <&9 && [[ -n "$record" ]]; do handed+=("$record"); done
+  # For the agent and the engine it starts: this process's own environment stays as it began.
+  [[ "${#handed[@]}" -eq 0 ]] || export "${handed[@]}"
+  while [[ "$token_exchange_wait" =~ ^[0-9]+$ ]]; do
+    left="$token_exchange_wait"
+    while ((left > 0)); do
+      chunk=$((left > 60 ? 60 : left))
+      read -r -t "$chunk" <&9
+      if ! kill -0 "$watched" 2>/dev/null; then
+        # The job's process is gone, and pre-exit will not come: remove the entry's files.
+        token_exchange_remove_entry "$plugin_dir" "$entry"
         exit 0
       fi
+      left=$((left - chunk))
     done
-    if message="$(token_exchange_renew "$private" 2>&1)"; then
-      failures=0
-      token_exchange_now obtained
-      expires_at="${message##*$'\n'}"
-      : >"${private}/refresher.error"
-    else
-      failures=$((failures + 1))
-      message="$(token_exchange_printable "${message%%$'\n'*}")"
-      printf '%s\n' "${message:-the renewal failed}" >"${private}/refresher.error"
-      token_exchange_now now
-      # The agent stopped issuing tokens (its job is over, or it was cancelled) and the files now
-      # hold only expired tokens: nothing left to keep fresh.
-      if ((now >= expires_at && failures >= 3)); then exit 1; fi
-    fi
+    token_exchange_wait=60
+    token_exchange_launch renew "$entry" "$plugin_dir"
   done
+  rm -f "${entry}/refresher.pid"
 }
 
-# token_exchange_start_refresher PLUGIN_DIR PRIVATE EXPIRES_AT TOKEN_PATH: starts this entry's
-# refresher, detached from the hook's output, and records its PID for pre-exit. It watches the
-# process that runs the hooks for the job (the agent's), or TOKEN_EXCHANGE_JOB_PID.
-token_exchange_start_refresher() {
-  local plugin_dir="$1" private="$2"
-  if ! mkfifo -m 0600 "${private}/refresher.fifo" 2>/dev/null; then
-    token_exchange_error "Cannot start the token refresher: mkfifo failed in ${private}"
-    return 1
-  fi
-  # shellcheck disable=SC2016 # expanded by the refresher's bash
-  bash -c 'for f in plugin credentials files refresh; do . "$1/lib/$f.bash" || exit; done; token_exchange_refresher "$@"' \
-    token-exchange-refresher "$plugin_dir" "$private" "$3" "$4" "${TOKEN_EXCHANGE_JOB_PID:-$PPID}" \
-    </dev/null >/dev/null 2>&1 &
-  printf '%s\n' "$!" >"${private}/refresher.pid"
-  token_exchange_debug "Started the token refresher (PID $!), which renews at two thirds of the tokens' lifetime"
-}
-
-# token_exchange_stop_refresher PRIVATE ENV_VAR: pre-exit's part: stops the refresher, and shows its
-# last error if it failed.
+# token_exchange_stop_refresher ENTRY: ends the entry's refresher and any renewal under way (the
+# engine finishes the file it is writing), and waits until none of their processes is left.
 token_exchange_stop_refresher() {
-  local private="$1" pid="" error="" i
-  [[ -p "${private}/refresher.fifo" && ! -L "${private}/refresher.fifo" ]] || return 0
-  [[ ! -f "${private}/refresher.pid" ]] || IFS= read -r pid <"${private}/refresher.pid" || true
-  # O_RDWR: never blocks, even when the refresher is gone.
-  printf 'stop\n' 1<>"${private}/refresher.fifo"
-  if [[ "$pid" =~ ^[0-9]+$ ]]; then
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      # bash 3.2's read takes whole seconds only.
-      if ((BASH_VERSINFO[0] >= 4)); then read -r -t 0.05 <> <(:) || true; else sleep 0.05; fi
-    done
-    kill "$pid" 2>/dev/null || true
+  local pid="" i
+  [[ ! -f "${1}/refresher.pid" ]] || IFS= read -r pid <"${1}/refresher.pid" || true
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -TERM -- "-${pid}" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    token_exchange_group_running "$pid" || return 0
+    # bash 3.2's read takes whole seconds only.
+    if ((BASH_VERSINFO[0] >= 4)); then read -r -t 0.05 <>"${1}/refresher.fifo" || true; else sleep 0.05; fi
+  done
+  kill -KILL -- "-${pid}" 2>/dev/null || true
+}
+
+# token_exchange_group_running PGID: a process of the group is still running. One that has ended
+# but that its parent (init, for the refresher) has not reaped yet, a zombie, does not count.
+token_exchange_group_running() {
+  local pgid stat
+  kill -0 -- "-${1}" 2>/dev/null || return 1
+  while read -r pgid stat; do
+    [[ "$pgid" != "$1" || "$stat" == Z* ]] || return 0
+  done < <(ps -e -o pgid=,stat= 2>/dev/null)
+  return 1
+}
+
+# token_exchange_remove_entry PLUGIN_DIR ENTRY: removes what the entry made: a token-file outside
+# its directory (by the engine, which removes it only if it is still the file this job made), then
+# the directory.
+token_exchange_remove_entry() {
+  local plugin_dir="$1" entry="$2" file_dir
+  token_exchange_token_file_dir file_dir
+  if [[ -n "$file_dir" ]]; then
+    # shellcheck disable=SC2034 # token_exchange_engine sets and reads these
+    local -a token_exchange_cli=() token_exchange_agent=()
+    if token_exchange_engine cleanup "$entry" "$plugin_dir"; then
+      token_exchange_read_engine < <(DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}" </dev/null) || true
+    fi
   fi
-  [[ ! -s "${private}/refresher.error" ]] || IFS= read -r error <"${private}/refresher.error" || true
-  if [[ -n "$error" ]]; then
-    printf '⚠️ The token refresher for %s failed: %s\n' "$2" "$(token_exchange_printable "$error")" >&2
-  fi
+  rm -rf "$entry"
+}
+
+# token_exchange_pre_exit PLUGIN_DIR: finds this entry's directory by its options, stops its
+# refresher, shows the refresher's last failure, and removes what the entry made (never a path
+# from the environment, which the job could have changed).
+token_exchange_pre_exit() {
+  local plugin_dir="$1" job entry fingerprint recorded
+  token_exchange_job_dir job
+  [[ -d "$job" && ! -L "$job" && -O "$job" ]] || return 0
+  token_exchange_fingerprint fingerprint
+  for entry in "$job"/*; do
+    [[ -f "${entry}/options" && ! -L "${entry}/options" ]] || continue
+    recorded=""
+    IFS= read -r -d '' recorded <"${entry}/options" || true
+    [[ "$recorded" == "$fingerprint" ]] || continue
+    token_exchange_stop_refresher "$entry"
+    [[ ! -s "${entry}/refresher.error" ]] || printf '%s\n' "$(<"${entry}/refresher.error")" >&2
+    token_exchange_remove_entry "$plugin_dir" "$entry"
+  done
+  rmdir "$job" 2>/dev/null || true
 }

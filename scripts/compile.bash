@@ -12,8 +12,9 @@ targets=(
   aarch64-apple-darwin
 )
 # A compiled binary cannot take permission flags at run time, so these are the narrowest that fit
-# every configuration: the endpoint's host and the client secret's variable are not known yet.
-permissions=(--no-prompt --allow-net --allow-run=buildkite-agent --allow-env)
+# every configuration: the endpoint's host, the client secret's variable and the job's private
+# directory (the plugin's engine writes its files there, and token-file's) are not known yet.
+permissions=(--no-prompt --allow-net --allow-run=buildkite-agent --allow-env --allow-read --allow-write "--allow-sys=uid,gid")
 
 rm -rf dist
 mkdir dist

@@ -88,122 +88,150 @@ function googleError(status: number, message: string): Response {
   return Response.json({ error: { code: status, message, status: statuses[status] } }, { status });
 }
 
+/** What the stand-ins keep between requests: their options, what they saw, what they issued. */
+interface StandInState {
+  lifetimeSeconds: number;
+  checkSubjectToken: (subjectToken: string) => string | undefined;
+  sts: StsRequest[];
+  iam: IamRequest[];
+  stray: string[];
+  /** The access tokens the STS issued: the only Bearer tokens IAM takes. */
+  stsTokens: Set<string>;
+  /** How many tokens have been issued, so each one is distinct and tells its order. */
+  issuedCount: number;
+}
+
+/** A new token: PREFIX, its number in issuing order, and a random part. */
+function mint(state: StandInState, prefix: string): string {
+  return `${prefix}-${++state.issuedCount}-${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/** Answers a token exchange as Google's STS does, recording it in `state.sts`. */
+async function exchange(state: StandInState, request: Request): Promise<Response> {
+  const form = new URLSearchParams(await request.text());
+  const record: StsRequest = {
+    grantType: form.get("grant_type"),
+    subjectToken: form.get("subject_token"),
+    subjectTokenType: form.get("subject_token_type"),
+    audience: form.get("audience"),
+    scope: form.get("scope"),
+    requestedTokenType: form.get("requested_token_type"),
+    form: [...form],
+  };
+  state.sts.push(record);
+  const refuse = (error: string, description: string) => {
+    record.error = `${error}: ${description}`;
+    return Response.json({ error, error_description: description }, { status: 400 });
+  };
+  const type = request.headers.get("content-type") ?? "";
+  if (!type.startsWith("application/x-www-form-urlencoded")) {
+    return refuse("invalid_request", `Unsupported content type "${type}"`);
+  }
+  if (record.grantType !== TOKEN_EXCHANGE_GRANT) {
+    return refuse("unsupported_grant_type", `Unsupported grant_type "${record.grantType}"`);
+  }
+  if (!record.audience) return refuse("invalid_request", "Missing audience");
+  if (!STS_SUBJECT_TOKEN_TYPES.includes(record.subjectTokenType ?? "")) {
+    return refuse("invalid_request", `Invalid subject_token_type "${record.subjectTokenType}"`);
+  }
+  if (record.requestedTokenType !== ACCESS_TOKEN_TYPE) {
+    return refuse(
+      "invalid_request",
+      `Invalid requested_token_type "${record.requestedTokenType}"`,
+    );
+  }
+  if (!record.subjectToken) return refuse("invalid_request", "Missing subject_token");
+  const reason = state.checkSubjectToken(record.subjectToken);
+  if (reason !== undefined) return refuse("invalid_grant", reason);
+  record.issued = mint(state, "sts-access");
+  state.stsTokens.add(record.issued);
+  return Response.json({
+    access_token: record.issued,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: "Bearer",
+    expires_in: state.lifetimeSeconds,
+  });
+}
+
+/** Answers generateAccessToken as the IAM Credentials API does, recording it in `state.iam`. */
+async function impersonate(
+  state: StandInState,
+  request: Request,
+  serviceAccount: string,
+): Promise<Response> {
+  const text = await request.text();
+  const authorization = request.headers.get("authorization");
+  const record: IamRequest = {
+    serviceAccount,
+    bearer: authorization?.match(/^Bearer (.+)$/)?.[1] ?? null,
+    body: undefined,
+  };
+  state.iam.push(record);
+  const refuse = (status: number, message: string) => {
+    record.error = message;
+    return googleError(status, message);
+  };
+  try {
+    record.body = JSON.parse(text);
+  } catch {
+    return refuse(400, "Invalid JSON payload received");
+  }
+  if (record.bearer === null || !state.stsTokens.has(record.bearer)) {
+    return refuse(401, "Request had invalid authentication credentials");
+  }
+  const { scope, lifetime } = record.body as { scope?: unknown; lifetime?: unknown };
+  if (
+    !Array.isArray(scope) || scope.length === 0 || !scope.every((s) => typeof s === "string")
+  ) {
+    return refuse(400, "Scope required");
+  }
+  let seconds = 3600;
+  if (lifetime !== undefined) {
+    const match = typeof lifetime === "string" ? lifetime.match(/^(\d+)(?:\.\d+)?s$/) : null;
+    if (!match) return refuse(400, `Invalid value at 'lifetime' (${JSON.stringify(lifetime)})`);
+    seconds = Number(match[1]);
+    if (seconds < 1 || seconds > 43_200) return refuse(400, "Lifetime out of range");
+  }
+  record.issued = mint(state, "sa-access");
+  const expireTime = new Date(Date.now() + Math.min(seconds, state.lifetimeSeconds) * 1000);
+  return Response.json({
+    accessToken: record.issued,
+    expireTime: expireTime.toISOString().replace(/\.\d+Z$/, "Z"),
+  });
+}
+
+/** Sends each request to the STS or the IAM stand-in; any other is recorded in `state.stray`. */
+async function route(state: StandInState, request: Request): Promise<Response> {
+  const { pathname } = new URL(request.url);
+  const account = pathname.match(
+    /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/,
+  )
+    ?.[1];
+  if (request.method === "POST" && pathname === "/v1/token") return await exchange(state, request);
+  if (request.method === "POST" && account !== undefined) {
+    return await impersonate(state, request, decodeURIComponent(account));
+  }
+  state.stray.push(`${request.method} ${pathname}`);
+  await request.body?.cancel();
+  return googleError(404, "Not found");
+}
+
 /** Starts the STS and IAM Credentials stand-ins on 127.0.0.1 (one server, port 0). */
 export function startGoogleStandIns(options: GoogleStandInOptions = {}): GoogleStandIns {
   const { lifetimeSeconds = 60, checkSubjectToken = () => undefined } = options;
-  const sts: StsRequest[] = [];
-  const iam: IamRequest[] = [];
-  const stray: string[] = [];
-  const stsTokens = new Set<string>();
-  let issuedCount = 0;
-  const mint = (prefix: string) =>
-    `${prefix}-${++issuedCount}-${crypto.randomUUID().replaceAll("-", "")}`;
-
-  const exchange = async (request: Request): Promise<Response> => {
-    const form = new URLSearchParams(await request.text());
-    const record: StsRequest = {
-      grantType: form.get("grant_type"),
-      subjectToken: form.get("subject_token"),
-      subjectTokenType: form.get("subject_token_type"),
-      audience: form.get("audience"),
-      scope: form.get("scope"),
-      requestedTokenType: form.get("requested_token_type"),
-      form: [...form],
-    };
-    sts.push(record);
-    const refuse = (error: string, description: string) => {
-      record.error = `${error}: ${description}`;
-      return Response.json({ error, error_description: description }, { status: 400 });
-    };
-    const type = request.headers.get("content-type") ?? "";
-    if (!type.startsWith("application/x-www-form-urlencoded")) {
-      return refuse("invalid_request", `Unsupported content type "${type}"`);
-    }
-    if (record.grantType !== TOKEN_EXCHANGE_GRANT) {
-      return refuse("unsupported_grant_type", `Unsupported grant_type "${record.grantType}"`);
-    }
-    if (!record.audience) return refuse("invalid_request", "Missing audience");
-    if (!STS_SUBJECT_TOKEN_TYPES.includes(record.subjectTokenType ?? "")) {
-      return refuse("invalid_request", `Invalid subject_token_type "${record.subjectTokenType}"`);
-    }
-    if (record.requestedTokenType !== ACCESS_TOKEN_TYPE) {
-      return refuse(
-        "invalid_request",
-        `Invalid requested_token_type "${record.requestedTokenType}"`,
-      );
-    }
-    if (!record.subjectToken) return refuse("invalid_request", "Missing subject_token");
-    const reason = checkSubjectToken(record.subjectToken);
-    if (reason !== undefined) return refuse("invalid_grant", reason);
-    record.issued = mint("sts-access");
-    stsTokens.add(record.issued);
-    return Response.json({
-      access_token: record.issued,
-      issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: "Bearer",
-      expires_in: lifetimeSeconds,
-    });
+  const state: StandInState = {
+    lifetimeSeconds,
+    checkSubjectToken,
+    sts: [],
+    iam: [],
+    stray: [],
+    stsTokens: new Set(),
+    issuedCount: 0,
   };
-
-  const impersonate = async (request: Request, serviceAccount: string): Promise<Response> => {
-    const text = await request.text();
-    const authorization = request.headers.get("authorization");
-    const record: IamRequest = {
-      serviceAccount,
-      bearer: authorization?.match(/^Bearer (.+)$/)?.[1] ?? null,
-      body: undefined,
-    };
-    iam.push(record);
-    const refuse = (status: number, message: string) => {
-      record.error = message;
-      return googleError(status, message);
-    };
-    try {
-      record.body = JSON.parse(text);
-    } catch {
-      return refuse(400, "Invalid JSON payload received");
-    }
-    if (record.bearer === null || !stsTokens.has(record.bearer)) {
-      return refuse(401, "Request had invalid authentication credentials");
-    }
-    const { scope, lifetime } = record.body as { scope?: unknown; lifetime?: unknown };
-    if (
-      !Array.isArray(scope) || scope.length === 0 || !scope.every((s) => typeof s === "string")
-    ) {
-      return refuse(400, "Scope required");
-    }
-    let seconds = 3600;
-    if (lifetime !== undefined) {
-      const match = typeof lifetime === "string" ? lifetime.match(/^(\d+)(?:\.\d+)?s$/) : null;
-      if (!match) return refuse(400, `Invalid value at 'lifetime' (${JSON.stringify(lifetime)})`);
-      seconds = Number(match[1]);
-      if (seconds < 1 || seconds > 43_200) return refuse(400, "Lifetime out of range");
-    }
-    record.issued = mint("sa-access");
-    const expireTime = new Date(Date.now() + Math.min(seconds, lifetimeSeconds) * 1000);
-    return Response.json({
-      accessToken: record.issued,
-      expireTime: expireTime.toISOString().replace(/\.\d+Z$/, "Z"),
-    });
-  };
-
   const controller = new AbortController();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
-    async (request) => {
-      const { pathname } = new URL(request.url);
-      const account = pathname.match(
-        /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/,
-      )
-        ?.[1];
-      if (request.method === "POST" && pathname === "/v1/token") return await exchange(request);
-      if (request.method === "POST" && account !== undefined) {
-        return await impersonate(request, decodeURIComponent(account));
-      }
-      stray.push(`${request.method} ${pathname}`);
-      await request.body?.cancel();
-      return googleError(404, "Not found");
-    },
+    (request) => route(state, request),
   );
   const host = `127.0.0.1:${server.addr.port}`;
   const origin = `http://${host}`;
@@ -217,9 +245,9 @@ export function startGoogleStandIns(options: GoogleStandInOptions = {}): GoogleS
     stsUrl: `${origin}/v1/token`,
     impersonationUrl: (email) =>
       `${origin}/v1/projects/-/serviceAccounts/${encodeURIComponent(email)}:generateAccessToken`,
-    sts,
-    iam,
-    stray,
+    sts: state.sts,
+    iam: state.iam,
+    stray: state.stray,
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -32,6 +32,8 @@ export interface HookResult {
   leftovers: string[];
   /** What the hooks left in the job's private directory, recursively, sorted (directories end in "/"). */
   privateFiles: string[];
+  /** The text of each file in the job's private directory, by its path there. */
+  privateContents: Record<string, string>;
   /** The job's private directory (gone once the test is over). */
   privateDir: string;
 }
@@ -150,6 +152,7 @@ export async function runHooks(hooks: string[], options: HookOptions = {}): Prom
       exported,
       leftovers: [],
       privateFiles: [],
+      privateContents: {},
       privateDir: `${env.TMPDIR}/token-exchange-${env.BUILDKITE_JOB_ID}`,
     };
     for await (const entry of Deno.readDir(work)) {
@@ -158,6 +161,12 @@ export async function runHooks(hooks: string[], options: HookOptions = {}): Prom
       }
     }
     result.privateFiles = (await listTree(result.privateDir)).sort();
+    for (const file of result.privateFiles.filter((f) => !f.endsWith("/"))) {
+      const path = `${result.privateDir}/${file}`;
+      if ((await Deno.lstat(path)).isFile) {
+        result.privateContents[file] = await Deno.readTextFile(path);
+      }
+    }
     assertNoSecrets(result.stdout, `stdout of hooks ${hooks.join(", ")}`);
     assertNoSecrets(result.stderr, `stderr of hooks ${hooks.join(", ")}`);
     return result;

@@ -212,79 +212,6 @@ Deno.test("cli.ts says what to do when buildkite-agent is not on PATH", async ()
   );
 });
 
-Deno.test("cli.ts --format hook: ready, exchanging, then ok, the token and expires_in on stdout, or the error lines and the status there, for the hooks", async (t) => {
-  await using server = startTokenEndpoint(issued);
-  // What the hook grants: no --allow-run, since the hook runs the agent.
-  const HOOK_PERMISSIONS = ["--allow-net=127.0.0.1", "--allow-env"];
-  const hook = [
-    "--subject-token-source",
-    "buildkite",
-    "--subject-token-file",
-    "-",
-    "--format",
-    "hook",
-  ];
-  await t.step("success, with the Buildkite token on stdin", async () => {
-    const result = await runCli(["--token-endpoint", server.url, ...hook], {
-      stdin: `${SUBJECT_TOKEN}\n`,
-      noAgent: true,
-      permissions: HOOK_PERMISSIONS,
-    });
-    assert.deepEqual(result, {
-      code: 0,
-      stdout: `ready\nexchanging\nok\n${ISSUED_TOKEN}\n3600\n`,
-      stderr: "",
-      agentCalls: [],
-    });
-    assert.equal(
-      new URLSearchParams(server.requests.at(-1)!.body).get("subject_token"),
-      SUBJECT_TOKEN,
-    );
-  });
-  await t.step("a usage error", async () => {
-    const result = await runCli(["--token-endpoint", "ftp://sts.example.com", ...hook], {
-      stdin: "",
-    });
-    assert.equal(result.code, 2);
-    assert.equal(result.stderr, "");
-    assert.match(
-      result.stdout,
-      /^token-exchange: Token endpoint \(--token-endpoint\) "ftp:.*\n!exit 2\n$/,
-    );
-  });
-  await t.step("the exchange failed", async () => {
-    server.handle(() => oauthError(400, { error: "invalid_grant" }));
-    try {
-      const result = await runCli(["--token-endpoint", server.url, ...hook], {
-        stdin: `${SUBJECT_TOKEN}\n`,
-        noAgent: true,
-        permissions: HOOK_PERMISSIONS,
-      });
-      assert.equal(result.code, 1);
-      assert.equal(result.stderr, "");
-      assert.match(
-        result.stdout,
-        /^ready\nexchanging\ntoken-exchange: Token endpoint refused the exchange: HTTP 400, error "invalid_grant".*\ntoken-exchange: Buildkite OIDC token: iss=.*\n!exit 1\n$/,
-      );
-    } finally {
-      server.handle(issued);
-    }
-  });
-  await t.step("the agent failed", async () => {
-    const result = await runCli(["--token-endpoint", server.url, ...hook], {
-      stdin: "\n!buildkite-agent-failed 1\nFATAL  403 Forbidden\n",
-      noAgent: true,
-      permissions: HOOK_PERMISSIONS,
-    });
-    assert.deepEqual({ code: result.code, stdout: result.stdout, stderr: result.stderr }, {
-      code: 1,
-      stdout:
-        "ready\ntoken-exchange: buildkite-agent oidc request-token failed (exit status 1): FATAL 403 Forbidden\n!exit 1\n",
-      stderr: "",
-    });
-  });
-});
-
 // Every usage and configuration error is a unit test in _cli_config_test.ts; these check the exit
 // status and the streams of the real process.
 Deno.test("cli.ts exits 2 with one line on stderr on a usage or configuration error, before any agent or network call", async (t) => {
@@ -868,4 +795,98 @@ Deno.test("main() reads the subject token from the environment it is given, not 
   }
   assert.deepEqual({ code, printed }, { code: 0, printed: [`stdout: ${ISSUED_TOKEN}`] });
   assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
+});
+
+Deno.test("cli.ts --plugin, the hooks' engine: what to redact and export on stdout, or the failure and its status there", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  const work = await Deno.makeTempDir({ prefix: "engine-" });
+  try {
+    let job = "";
+    const agent = ["oidc", "request-token", "--audience", "buildkite"];
+    const run = (options: Record<string, string>, stdin: string, agentArgs = agent) =>
+      runCli([
+        "--plugin",
+        "hook",
+        job = `${work}/${crypto.randomUUID()}`,
+        Object.keys(options).join(","),
+        ...agentArgs,
+      ], {
+        stdin,
+        env: options,
+        noAgent: true,
+        permissions: [
+          "--allow-net=127.0.0.1",
+          "--allow-env",
+          `--allow-read=${work}`,
+          `--allow-write=${work}`,
+          "--allow-sys",
+        ],
+      });
+    const endpoint = { BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT: server.url };
+    await t.step("success", async () => {
+      const result = await run(endpoint, `${SUBJECT_TOKEN}\n`);
+      assert.equal(result.code, 0, result.stdout);
+      const lines = result.stdout.trimEnd().split("\n");
+      assert.deepEqual(lines.slice(0, 4), [
+        "ready",
+        "say ~~~ :key: Exchanging the job's OIDC token for FEDERATED_ACCESS_TOKEN",
+        "exchanging",
+        `redact ${ISSUED_TOKEN}`,
+      ]);
+      assert.deepEqual(lines.slice(4, 6), [
+        `entry ${job}/1`,
+        `export FEDERATED_ACCESS_TOKEN=${ISSUED_TOKEN}`,
+      ]);
+      assert.match(
+        lines[6]!,
+        /^export FEDERATED_ACCESS_TOKEN_EXPIRES_AT=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
+      );
+      assert.deepEqual(lines.slice(7), [
+        "say Exported FEDERATED_ACCESS_TOKEN (expires in 60 min)",
+        "ok",
+      ]);
+      assert.equal(result.stderr, "");
+    });
+    await t.step(
+      "a configuration error, with the agent's token on stdin unread and unsent",
+      async () => {
+        const before = server.requests.length;
+        const result = await run(
+          { ...endpoint, BUILDKITE_PLUGIN_TOKEN_EXCHANGE_REDACT: "maybe" },
+          `${SUBJECT_TOKEN}\n`,
+        );
+        assert.deepEqual([result.code, result.stdout, result.stderr], [
+          2,
+          'fail 🚨 Configuration error: redact is "maybe": use true or false\n!exit 2\n',
+          "",
+        ]);
+        assert.equal(server.requests.length, before);
+      },
+    );
+    await t.step("the agent failed", async () => {
+      const result = await run(endpoint, "\n!buildkite-agent-failed 1\nFATAL  403 Forbidden\n");
+      assert.equal(result.code, 1);
+      assert.match(
+        result.stdout,
+        /\nfail 🚨 Token exchange failed: buildkite-agent oidc request-token failed \(exit status 1\): FATAL 403 Forbidden\n!exit 1\n$/,
+      );
+    });
+    await t.step("the hook asked the agent for something else than the options say", async () => {
+      const result = await run(endpoint, `${SUBJECT_TOKEN}\n`, [...agent.slice(0, 3), "other"]);
+      assert.equal(result.code, 1);
+      assert.match(
+        result.stdout,
+        /^fail 🚨 The hook asked buildkite-agent for "oidc request-token --audience other", but the options ask for "oidc request-token --audience buildkite": this is a bug in the plugin, please report it\n!exit 1\n$/,
+      );
+    });
+    await t.step("run by hand", async () => {
+      const result = await runCli(["--plugin", "exchange"], { noAgent: true });
+      assert.deepEqual([result.code, result.stdout], [
+        2,
+        "fail 🚨 cli.ts --plugin is how the plugin's hooks run the engine: run cli.ts without it\n!exit 2\n",
+      ]);
+    });
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
 });

@@ -35,8 +35,16 @@ Deno.test("hooks/environment exports the token, hands it to the redactor on stdi
   ]);
   assert.deepEqual(result.redacted, [ISSUED_TOKEN]);
   assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
-  // Without token-file, nothing at all is written to TMPDIR.
-  assert.deepEqual(result.leftovers, []);
+  // Without token-file, TMPDIR holds only the entry's record (what it exports, for the entries
+  // after it and for pre-exit), and no token.
+  assert.deepEqual(result.privateFiles, ["1/", "1/entry.json", "1/options"]);
+  for (const text of Object.values(result.privateContents)) {
+    assert.equal(text.includes(ISSUED_TOKEN) || text.includes(SUBJECT_TOKEN), false, text);
+  }
+  const ended = await runHooks(["environment", "pre-exit"], {
+    options: { "token-endpoint": server.url },
+  });
+  assert.deepEqual([ended.code, ended.leftovers], [0, []]);
 });
 
 Deno.test("hooks/environment keeps the sourcing shell running and its options intact on success", async () => {
@@ -76,6 +84,13 @@ Deno.test("hooks/environment writes token-file with mode 0600 and pre-exit remov
       written.stdout,
       /Exported STS_TOKEN and STS_TOKEN_FILE \(.*\/secrets\/token\) \(expires in 60 min\)\n$/,
     );
+
+    // The file is there until pre-exit: a second job would find it, and leave it alone.
+    const again = await runHooks(["environment"], { options });
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /token-file .*\/secrets\/token already exists/);
+    assert.equal(await Deno.readTextFile(file), ISSUED_TOKEN);
+    await Deno.remove(file);
 
     const cleaned = await runHooks(["environment", "pre-exit"], { options });
     assert.equal(cleaned.code, 0, cleaned.stderr);
@@ -195,7 +210,7 @@ Deno.test("hooks/environment fails the job with ^^^ +++, the error and the token
   assert.deepEqual(result.leftovers, []);
 });
 
-Deno.test("hooks/environment fails on a bad configuration before asking the agent for a token", async (t) => {
+Deno.test("hooks/environment fails on a bad configuration, and the OIDC token the agent was asked for meanwhile is never sent", async (t) => {
   await using server = startTokenEndpoint(issued);
   const cases: [string, Record<string, string | boolean>, string][] = [
     [
@@ -238,9 +253,11 @@ Deno.test("hooks/environment fails on a bad configuration before asking the agen
     await t.step(name, async () => {
       const result = await runHooks(["environment"], { options });
       assert.equal(result.code, 2);
-      assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+      assert.equal(result.stdout, "^^^ +++\n");
       assert.equal(result.stderr, `🚨 Configuration error: ${message}\n`);
-      assert.deepEqual(result.agentCalls, []);
+      // The agent may have been asked (its request starts with the engine), never the redactor.
+      assert.deepEqual(result.agentCalls.filter((call) => call[0] !== "oidc"), []);
+      assert.deepEqual(result.leftovers, []);
     });
   }
   assert.equal(server.requests.length, 0);
@@ -282,7 +299,7 @@ Deno.test("hooks/environment with debug: true explains each step without a secre
   const lines = result.stderr.trimEnd().split("\n");
   assert.ok(lines.every((line) => line.startsWith("token-exchange: debug: ")), result.stderr);
   assert.ok(lines.some((line) => line.includes('claims {"iss":"https://agent.buildkite.com"')));
-  assert.ok(lines.some((line) => line.startsWith("token-exchange: debug: Running: deno run ")));
+  assert.ok(lines.some((line) => line.includes("Response: issued_token_type=")));
 });
 
 Deno.test("hooks run the seed plugin's pipeline unchanged", async () => {
@@ -343,12 +360,13 @@ Deno.test("hooks/environment fails clearly when it cannot write token-file", asy
     const result = await runHooks(["environment"], {
       options: { "token-endpoint": server.url, "token-file": file },
     });
-    assert.equal(result.code, 1);
-    assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "^^^ +++\n");
     assert.equal(
       result.stderr,
-      `🚨 Cannot write token-file ${file}: its directory does not exist and cannot be made: use a writable directory, or token-file: true for a private one\n`,
+      `🚨 Configuration error: Cannot write token-file ${file}: ${dir}/not-a-directory is not a directory; choose another path, or token-file: true for a private one\n`,
     );
+    assert.equal(server.requests.length, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

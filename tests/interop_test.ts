@@ -251,141 +251,153 @@ Deno.test("@jmondi/oauth2-server departs from the RFCs: what the client does, an
 
   await t.step(
     "it sends no issued_token_type (RFC 8693 §2.2.1): the client takes the token and says so under debug",
-    async () => {
-      const debug: string[] = [];
-      const result = await exchangeToken({
-        tokenEndpoint: server.url,
-        subjectToken,
-        clientId: CLIENTS.public.id,
-        onDebug: (line) => debug.push(line),
-      });
-      const response = server.responses.at(-1)!;
-      assert.deepEqual(Object.keys(response.body).sort(), [
-        "access_token",
-        "expires_in",
-        "scope",
-        "token_type",
-      ]);
-      assert.deepEqual([result.accessToken, result.issuedTokenType], [
-        response.body.access_token,
-        undefined,
-      ]);
-      assert.deepEqual(debug.filter((line) => line.startsWith("The response")), [
-        'The response has no string "issued_token_type" (RFC 8693 §2.2.1 requires one); continuing',
-      ]);
-    },
+    () => assertTakenWithoutIssuedTokenType(server, subjectToken),
   );
 
   await t.step(
     'it answers scope "" when no scope was asked for: the client passes it on as is',
-    async () => {
-      const result = await exchangeToken({
-        tokenEndpoint: server.url,
-        subjectToken,
-        clientId: CLIENTS.public.id,
-      });
-      assert.deepEqual([server.responses.at(-1)!.body.scope, result.scope], ["", ""]);
-    },
+    () => assertEmptyScopePassedOn(server, subjectToken),
   );
 
   await t.step(
     "it does not form-decode HTTP Basic credentials (RFC 6749 §2.3.1): use client-auth post",
-    async () => {
-      const { id, secret } = CLIENTS.spaced;
-      // The client form-encodes the secret as RFC 6749 §2.3.1 says ("pass+word%2F%2B7c1f"), which
-      // this server compares as is.
-      const basic = await rejection(
-        exchangeToken({
-          tokenEndpoint: server.url,
-          subjectToken,
-          clientId: id,
-          clientSecret: secret,
-        }),
-      );
-      assert.deepEqual(describeOAuthError(basic).error, "invalid_client");
-      // The same credentials in Basic without form-encoding pass, so the encoding is the difference.
-      assert.equal(await sendBasicUnencoded(server, subjectToken, id, secret), 200);
-      const post = await exchangeToken({
-        tokenEndpoint: server.url,
-        subjectToken,
-        clientId: id,
-        clientSecret: secret,
-        clientAuth: "post",
-      });
-      assert.equal(decodeJwt(post.accessToken)?.claims.cid, id);
-    },
+    // The client form-encodes the secret as RFC 6749 §2.3.1 says ("pass+word%2F%2B7c1f"), which
+    // this server compares as is. The same credentials in Basic without form-encoding pass (200),
+    // so the encoding is the difference.
+    () => assertBasicRefusedPostAccepted(server, subjectToken, CLIENTS.spaced, 200),
   );
 
   await t.step(
     'it splits Basic credentials at every ":", so such a secret fails even unencoded: use client-auth post',
-    async () => {
-      const { id, secret } = CLIENTS.colon;
-      const basic = await rejection(
-        exchangeToken({
-          tokenEndpoint: server.url,
-          subjectToken,
-          clientId: id,
-          clientSecret: secret,
-        }),
-      );
-      assert.deepEqual(describeOAuthError(basic).error, "invalid_client");
-      assert.equal(await sendBasicUnencoded(server, subjectToken, id, secret), 401);
-      const post = await exchangeToken({
-        tokenEndpoint: server.url,
-        subjectToken,
-        clientId: id,
-        clientSecret: secret,
-        clientAuth: "post",
-      });
-      assert.equal(decodeJwt(post.accessToken)?.claims.cid, id);
-    },
+    () => assertBasicRefusedPostAccepted(server, subjectToken, CLIENTS.colon, 401),
   );
 
   await t.step(
     "it answers 401 invalid_client without WWW-Authenticate (RFC 6749 §5.2): the client does not need it",
-    async () => {
-      await rejection(exchangeToken({
-        tokenEndpoint: server.url,
-        subjectToken,
-        clientId: CLIENTS.deployer.id,
-        clientSecret: "wrong-secret",
-      }));
-      const response = server.responses.at(-1)!;
-      assert.deepEqual([response.status, response.headers["www-authenticate"]], [401, undefined]);
-    },
+    () => assertRefusedWithoutWwwAuthenticate(server, subjectToken),
   );
 
   await t.step(
     "it keeps only the last of repeated audience parameters (RFC 8693 §2.1 allows several): ask for one",
-    async () => {
-      const result = await exchangeToken({
-        tokenEndpoint: server.url,
-        subjectToken,
-        clientId: CLIENTS.public.id,
-        audience: ["https://first.example.com", "https://second.example.com"],
-      });
-      assert.deepEqual(
-        [server.exchanges.at(-1)!.audience, decodeJwt(result.accessToken)?.claims.aud],
-        ["https://second.example.com", "https://second.example.com"],
-      );
-    },
+    () => assertLastAudienceKept(server, subjectToken),
   );
 
   await t.step(
     "it requires client_id, though RFC 8693 makes client authentication optional: set client-id",
-    async () => {
-      const error = await rejection(exchangeToken({ tokenEndpoint: server.url, subjectToken }));
-      assert.deepEqual(describeOAuthError(error), {
-        status: 400,
-        error: "invalid_request",
-        errorDescription: "Check the `client_id` parameter",
-        attempts: 1,
-        message:
-          'Token endpoint refused the exchange: HTTP 400, error "invalid_request": "Check the `client_id` parameter"',
-      });
-    },
+    () => assertClientIdRequired(server, subjectToken),
   );
 });
+
+/** The response has no issued_token_type; the client returns the token and says so under debug. */
+async function assertTakenWithoutIssuedTokenType(
+  server: Oauth2Server,
+  subjectToken: string,
+): Promise<void> {
+  const debug: string[] = [];
+  const result = await exchangeToken({
+    tokenEndpoint: server.url,
+    subjectToken,
+    clientId: CLIENTS.public.id,
+    onDebug: (line) => debug.push(line),
+  });
+  const response = server.responses.at(-1)!;
+  assert.deepEqual(Object.keys(response.body).sort(), [
+    "access_token",
+    "expires_in",
+    "scope",
+    "token_type",
+  ]);
+  assert.deepEqual([result.accessToken, result.issuedTokenType], [
+    response.body.access_token,
+    undefined,
+  ]);
+  assert.deepEqual(debug.filter((line) => line.startsWith("The response")), [
+    'The response has no string "issued_token_type" (RFC 8693 §2.2.1 requires one); continuing',
+  ]);
+}
+
+/** Asked for no scope, the server answers scope "", and the client passes that on. */
+async function assertEmptyScopePassedOn(server: Oauth2Server, subjectToken: string): Promise<void> {
+  const result = await exchangeToken({
+    tokenEndpoint: server.url,
+    subjectToken,
+    clientId: CLIENTS.public.id,
+  });
+  assert.deepEqual([server.responses.at(-1)!.body.scope, result.scope], ["", ""]);
+}
+
+/**
+ * The client's Basic credentials are refused (invalid_client), the same sent unencoded get
+ * UNENCODED_STATUS, and client-auth post gets the token.
+ */
+async function assertBasicRefusedPostAccepted(
+  server: Oauth2Server,
+  subjectToken: string,
+  client: { id: string; secret: string },
+  unencodedStatus: number,
+): Promise<void> {
+  const { id, secret } = client;
+  const basic = await rejection(
+    exchangeToken({
+      tokenEndpoint: server.url,
+      subjectToken,
+      clientId: id,
+      clientSecret: secret,
+    }),
+  );
+  assert.deepEqual(describeOAuthError(basic).error, "invalid_client");
+  assert.equal(await sendBasicUnencoded(server, subjectToken, id, secret), unencodedStatus);
+  const post = await exchangeToken({
+    tokenEndpoint: server.url,
+    subjectToken,
+    clientId: id,
+    clientSecret: secret,
+    clientAuth: "post",
+  });
+  assert.equal(decodeJwt(post.accessToken)?.claims.cid, id);
+}
+
+/** A wrong secret gets 401 with no WWW-Authenticate header, and the client reports it all the same. */
+async function assertRefusedWithoutWwwAuthenticate(
+  server: Oauth2Server,
+  subjectToken: string,
+): Promise<void> {
+  await rejection(exchangeToken({
+    tokenEndpoint: server.url,
+    subjectToken,
+    clientId: CLIENTS.deployer.id,
+    clientSecret: "wrong-secret",
+  }));
+  const response = server.responses.at(-1)!;
+  assert.deepEqual([response.status, response.headers["www-authenticate"]], [401, undefined]);
+}
+
+/** Of two audiences asked for, the server keeps only the second, in the exchange and the token. */
+async function assertLastAudienceKept(server: Oauth2Server, subjectToken: string): Promise<void> {
+  const result = await exchangeToken({
+    tokenEndpoint: server.url,
+    subjectToken,
+    clientId: CLIENTS.public.id,
+    audience: ["https://first.example.com", "https://second.example.com"],
+  });
+  assert.deepEqual(
+    [server.exchanges.at(-1)!.audience, decodeJwt(result.accessToken)?.claims.aud],
+    ["https://second.example.com", "https://second.example.com"],
+  );
+}
+
+/** Without client_id the server refuses with invalid_request, which the client reports as is. */
+async function assertClientIdRequired(server: Oauth2Server, subjectToken: string): Promise<void> {
+  const error = await rejection(exchangeToken({ tokenEndpoint: server.url, subjectToken }));
+  assert.deepEqual(describeOAuthError(error), {
+    status: 400,
+    error: "invalid_request",
+    errorDescription: "Check the `client_id` parameter",
+    attempts: 1,
+    message:
+      'Token endpoint refused the exchange: HTTP 400, error "invalid_request": "Check the `client_id` parameter"',
+  });
+}
 
 /** Sends the exchange with Basic credentials that are not form-encoded, and returns the status. */
 async function sendBasicUnencoded(

@@ -19,6 +19,7 @@ const CONTENT_TYPES: Record<string, string> = {
 /** The modules cli.ts imports, statically or with `import()`: what a run must fetch. */
 const CLI_MODULES = [
   "_cli_config.ts",
+  "_cli_exchange.ts",
   "_cli_flags.ts",
   "_cli_report.ts",
   "_constants.ts",
@@ -27,10 +28,15 @@ const CLI_MODULES = [
   "_errors.ts",
   "_exchange.ts",
   "_exec_credential.ts",
+  "_handover.ts",
   "_http.ts",
   "_json.ts",
   "_jwt.ts",
+  "_plugin.ts",
+  "_plugin_files.ts",
+  "_plugin_options.ts",
   "_redact.ts",
+  "_refresh_schedule.ts",
   "_request.ts",
   "_response.ts",
   "_subject_token.ts",

@@ -51,7 +51,10 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
     });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
-    // One start of deno in all: nothing else (no version check, no decoding) on the way.
+    // One start of deno in all: nothing else (no version check, no decoding) on the way. It may
+    // reach the endpoint's host, read and write the job's private directory, read the options,
+    // the client secret's variable and those that name an AWS session, and nothing else.
+    const jobDir = `${result.privateDir}`;
     assert.deepEqual((await Deno.readTextFile(`${bin}/args`)).trimEnd().split("\n"), [
       "run",
       "--no-config",
@@ -59,14 +62,19 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
       "--no-remote",
       "--no-prompt",
       `--allow-net=${new URL(server.url).host}`,
-      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,NO_PROXY,no_proxy,STS_SECRET",
+      `--allow-read=${jobDir}`,
+      `--allow-write=${jobDir}`,
+      "--allow-sys=uid,gid",
+      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,NO_PROXY,no_proxy,HOME,BUILDKITE_JOB_ID,BUILDKITE_PIPELINE_SLUG,BUILDKITE_BUILD_NUMBER,BUILDKITE_STEP_KEY,BUILDKITE_TIMEOUT,TOKEN_EXCHANGE_GOOGLE_IAM_URL,STS_SECRET",
       `${PLUGIN_DIR}/cli.ts`,
-      "--subject-token-source",
-      "buildkite",
-      "--subject-token-file",
-      "-",
-      "--format",
+      "--plugin",
       "hook",
+      jobDir,
+      "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_CLIENT_ID,BUILDKITE_PLUGIN_TOKEN_EXCHANGE_CLIENT_SECRET_ENV,BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT",
+      "oidc",
+      "request-token",
+      "--audience",
+      "buildkite",
       "--",
       "SSLKEYLOGFILE=unset",
     ]);
@@ -112,9 +120,9 @@ async function pluginCopy(checksum: string | undefined): Promise<string> {
   return dir;
 }
 
-// What the release binary does, as far as the hook can tell: print a token, and note each run.
+// What the release binary does, as far as the hook can tell: say what to export, and note each run.
 const ARTIFACT = new TextEncoder().encode(
-  `#!/usr/bin/env bash\ncat >/dev/null\necho run >>"$ARTIFACT_LOG"\nprintf 'ok\\n%s\\n\\n' "$ARTIFACT_TOKEN"\n`,
+  `#!/usr/bin/env bash\ncat >/dev/null\necho run >>"$ARTIFACT_LOG"\nprintf 'export FEDERATED_ACCESS_TOKEN=%s\\nok\\n' "$ARTIFACT_TOKEN"\n`,
 );
 const ARTIFACT_SHA256 = Array.from(
   new Uint8Array(await crypto.subtle.digest("SHA-256", ARTIFACT)),

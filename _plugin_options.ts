@@ -1,0 +1,534 @@
+// The plugin's options: every option plugin.yml declares, read from its
+// BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variable and checked here, in one place, before anything that
+// carries a credential is sent. Every message names the option as pipeline.yml spells it. The
+// hooks only start the engine; what the options mean, and which of them fit together, is this
+// module's.
+
+import { type CliConfig, readConfig } from "./_cli_config.ts";
+import {
+  closestName,
+  type Env,
+  ENV_PREFIX,
+  optionName,
+  OptionValues,
+  UsageError,
+} from "./_cli_flags.ts";
+import { TOKEN_TYPES } from "./_constants.ts";
+import { type BuildkiteSource, chooseSubjectTokenSource } from "./_subject_token.ts";
+import { parseSecureUrl, parseSingleHostUrl } from "./_url.ts";
+
+/** What an entry of the plugin does with the job's OIDC token. */
+export type Mode =
+  /** An RFC 8693 exchange; the issued token is exported (`token-endpoint` or `issuer`). */
+  | "exchange"
+  /** The OIDC token is handed to the AWS tools (`aws-role-arn`). */
+  | "aws"
+  /** The OIDC token is handed to Google's tools (`google-credentials`). */
+  | "google";
+
+const ALL: readonly Mode[] = ["exchange", "aws", "google"];
+
+interface OptionSpec {
+  /** A list (`NAME_0`, `NAME_1`, …, or one plain value). */
+  list?: true;
+  /** The modes in which it means something. */
+  modes: readonly Mode[];
+}
+
+/**
+ * Every option plugin.yml declares (a test keeps the two in step): whether it takes a list, and in
+ * which modes it means something.
+ */
+export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  "token-endpoint": { modes: ["exchange", "google"] },
+  issuer: { modes: ["exchange"] },
+  audience: { modes: ALL },
+  "buildkite-audience": { modes: ALL },
+  lifetime: { modes: ALL },
+  claims: { list: true, modes: ALL },
+  "subject-token-type": { modes: ["exchange", "google"] },
+  "target-audience": { list: true, modes: ["exchange", "google"] },
+  resource: { list: true, modes: ["exchange"] },
+  scope: { list: true, modes: ["exchange"] },
+  "requested-token-type": { modes: ["exchange"] },
+  "extra-params": { list: true, modes: ["exchange"] },
+  "client-id": { modes: ["exchange"] },
+  "client-secret-env": { modes: ["exchange"] },
+  "client-auth": { modes: ["exchange"] },
+  "env-var": { modes: ["exchange"] },
+  "token-file": { modes: ["exchange"] },
+  timeout: { modes: ["exchange"] },
+  retries: { modes: ["exchange"] },
+  hook: { modes: ALL },
+  redact: { modes: ALL },
+  debug: { modes: ALL },
+  refresh: { modes: ALL },
+  "oidc-token-file": { modes: ALL },
+  // These two choose the mode.
+  "google-credentials": { modes: ALL },
+  "service-account": { modes: ["google"] },
+  "service-account-token-lifetime": { modes: ["google"] },
+  "aws-role-arn": { modes: ALL },
+};
+
+/** Options that mean something only beside another one: each names the one it needs. */
+const NEEDS: Readonly<Record<string, string>> = {
+  "service-account-token-lifetime": "service-account",
+  "client-auth": "client-secret-env",
+};
+
+/** Why an option has no use in a mode, for the message. */
+const MODE_REASONS: Readonly<Record<Mode, string>> = {
+  exchange: "",
+  aws:
+    "with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves)",
+  google:
+    "with google-credentials, which makes no exchange (Google's tools exchange the OIDC token themselves)",
+};
+
+/** The default token endpoint of an external_account file: Google's STS. */
+export const GOOGLE_STS_URL = "https://sts.googleapis.com/v1/token";
+/** The default IAM Credentials endpoint for service account impersonation. */
+export const GOOGLE_IAM_URL = "https://iamcredentials.googleapis.com/v1";
+
+/** Where `token-file` writes the issued token. */
+export type TokenFile =
+  /** `true`: in the entry's private directory. */
+  | { kind: "private" }
+  /** A path, absolute once `~/` and a relative path are resolved; `given` is as written. */
+  | { kind: "path"; path: string; given: string };
+
+/** What `google-credentials` writes into its external_account file. */
+export interface GoogleOptions {
+  /** The workload identity provider (`target-audience`). */
+  audience: string;
+  tokenUrl: string;
+  subjectTokenType: string;
+  /** The IAM Credentials base URL (TOKEN_EXCHANGE_GOOGLE_IAM_URL for a mirror or a test). */
+  iamUrl: string;
+  serviceAccount: string | undefined;
+  tokenLifetimeSeconds: number | undefined;
+}
+
+/** One entry of the plugin in a step, as its options describe it. */
+export interface PluginConfig {
+  mode: Mode;
+  hook: "environment" | "pre-command";
+  debug: boolean;
+  redact: boolean;
+  refresh: boolean;
+  /** What the agent is asked for: `buildkite-agent oidc request-token` with these options. */
+  source: BuildkiteSource;
+  /** The exchange's configuration (mode `exchange`). */
+  exchange: CliConfig | undefined;
+  /** The variable the issued token is exported as (mode `exchange`). */
+  envVar: string;
+  tokenFile: TokenFile | undefined;
+  /** The variable that names the OIDC token's file (`oidc-token-file`), if any. */
+  oidcTokenVar: string | undefined;
+  /** Whether a file keeps the OIDC token (`oidc-token-file`, `aws-role-arn`, `google-credentials`). */
+  keepsOidcToken: boolean;
+  awsRoleArn: string | undefined;
+  google: GoogleOptions | undefined;
+}
+
+/** Where the options are read and paths resolved. */
+export interface PluginContext {
+  /** Reads a variable (the options, the client secret's, HOME, …). */
+  env: Env;
+  /** The working directory, for a relative `token-file`. */
+  cwd: string;
+}
+
+/**
+ * Reads and checks every option of one plugin entry.
+ *
+ * @param variables The names of the BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variables that are set.
+ * @param context The environment and the working directory.
+ * @returns The entry's configuration.
+ * @throws {UsageError} Naming the option, for any mistake.
+ */
+export function readPluginConfig(
+  variables: readonly string[],
+  context: PluginContext,
+): PluginConfig {
+  const options = new OptionValues(new Map(), context.env);
+  const value = (option: string) => options.variable(suffixOf(option));
+  const given = checkOptionNames(variables, context.env).filter((option) =>
+    // A file turned off is not asked for (token-file: false, oidc-token-file: false).
+    !(option.endsWith("-file") && OFF_VALUES.includes(value(option)!))
+  );
+  const debug = readBoolean(options, "debug", false);
+  const redact = readBoolean(options, "redact", true);
+  const refresh = readBoolean(options, "refresh", false);
+  const hook = value("hook") ?? "environment";
+  if (hook !== "environment" && hook !== "pre-command") {
+    throw new UsageError(`hook is "${shown(hook)}": use environment or pre-command`);
+  }
+  const google = readBoolean(options, "google-credentials", false);
+  const awsRoleArn = value("aws-role-arn");
+  if (awsRoleArn !== undefined && google) {
+    throw new UsageError(
+      "Both aws-role-arn and google-credentials are set: use one plugin entry for each",
+    );
+  }
+  const mode: Mode = awsRoleArn !== undefined ? "aws" : google ? "google" : "exchange";
+  for (const option of given) checkUse(option, mode, given);
+  const source: BuildkiteSource = { ...buildkiteSource(options), stdin: true };
+  const oidcTokenVar = readOidcTokenVar(value("oidc-token-file"));
+  const envVar = value("env-var") ?? DEFAULT_ENV_VAR;
+  checkExportName(envVar, "env-var", DEFAULT_ENV_VAR);
+  let tokenFile = readTokenFile(value("token-file"), context);
+  // What refresh keeps fresh is files: with an exchange, the issued token's.
+  if (refresh && mode === "exchange" && tokenFile === undefined) tokenFile = { kind: "private" };
+  return {
+    mode,
+    hook,
+    debug,
+    redact,
+    refresh,
+    source,
+    exchange: mode === "exchange" ? readExchange(options) : undefined,
+    envVar,
+    tokenFile,
+    oidcTokenVar,
+    keepsOidcToken: mode !== "exchange" || oidcTokenVar !== undefined,
+    awsRoleArn: mode === "aws" ? checkRoleArn(awsRoleArn!) : undefined,
+    google: mode === "google" ? readGoogle(options, context.env) : undefined,
+  };
+}
+
+const OFF_VALUES = ["false", "0"];
+
+/** The BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* suffix of an option. */
+function suffixOf(option: string): string {
+  return option.toUpperCase().replaceAll("-", "_");
+}
+
+/**
+ * Checks that each variable names an option (the agent does not validate plugin options by
+ * default, and a misspelt one would be ignored), that only list options are given as lists, and
+ * that no value has a line break or other control character (a YAML block scalar's newline).
+ *
+ * @returns The options given, by their pipeline.yml names.
+ */
+function checkOptionNames(variables: readonly string[], env: Env): string[] {
+  const given = new Set<string>();
+  for (const variable of variables) {
+    if (!variable.startsWith(ENV_PREFIX)) continue;
+    const suffix = variable.slice(ENV_PREFIX.length);
+    const item = /^(.+)_\d+$/.exec(suffix);
+    const option = PLUGIN_OPTIONS[optionName(suffix)] !== undefined || item === null
+      ? optionName(suffix)
+      : optionName(item[1]!);
+    const spec = PLUGIN_OPTIONS[option];
+    if (spec === undefined) {
+      const closest = closestName(option, Object.keys(PLUGIN_OPTIONS));
+      throw new UsageError(
+        `${option} is not an option of this plugin: ${
+          closest ? `did you mean ${closest}?` : "see the plugin's README for the options"
+        }`,
+      );
+    }
+    if (item !== null && option !== optionName(suffix) && !spec.list) {
+      throw new UsageError(`${option} takes one value, not a list: give it one value`);
+    }
+    // deno-lint-ignore no-control-regex
+    if (/[\x00-\x1f\x7f-\x9f]/.test(env(variable) ?? "")) {
+      throw new UsageError(
+        `${option} is "${
+          shown(env(variable)!)
+        }", which has a line break or another control character in it: remove it`,
+      );
+    }
+    given.add(option);
+  }
+  return [...given];
+}
+
+/** An option set in a mode where it has no use, or without the option it needs, is a mistake. */
+function checkUse(option: string, mode: Mode, given: readonly string[]): void {
+  const spec = PLUGIN_OPTIONS[option]!;
+  if (spec.modes.length === 1 && spec.modes[0] === "google" && mode !== "google") {
+    throw new UsageError(
+      `${option} has no use without google-credentials: set google-credentials: true, or remove ${option}`,
+    );
+  }
+  if (!spec.modes.includes(mode)) {
+    throw new UsageError(`${option} has no use ${MODE_REASONS[mode]}: remove ${option}`);
+  }
+  const needed = NEEDS[option];
+  if (needed !== undefined && !given.includes(needed)) {
+    throw new UsageError(
+      `${option} has no use without ${needed}: set ${needed}, or remove ${option}`,
+    );
+  }
+}
+
+function readBoolean(options: OptionValues, option: string, fallback: boolean): boolean {
+  const text = options.variable(suffixOf(option));
+  if (text === undefined) return fallback;
+  if (text === "true" || text === "1") return true;
+  if (text === "false" || text === "0") return false;
+  throw new UsageError(`${option} is "${shown(text)}": use true or false`);
+}
+
+/**
+ * A value from pipeline.yml for a message, between quotes: JSON-escaped, so that a line break, tab
+ * or other control character shows as one (`\n`) and cannot end the line; capped.
+ */
+function shown(text: string): string {
+  const capped = text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  return JSON.stringify(capped).slice(1, -1).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** The audience, lifetime and claims of the Buildkite OIDC token. */
+function buildkiteSource(options: OptionValues): BuildkiteSource {
+  const source = chooseSubjectTokenSource(options);
+  if (source.kind !== "buildkite") throw new Error("The plugin's subject token is Buildkite's");
+  return source;
+}
+
+function readExchange(options: OptionValues): CliConfig {
+  const config = readConfig(options, true);
+  return { ...config, source: { ...config.source, stdin: true } as BuildkiteSource };
+}
+
+/** The variable the plugin exports by default. */
+export const DEFAULT_ENV_VAR = "FEDERATED_ACCESS_TOKEN";
+
+function readOidcTokenVar(text: string | undefined): string | undefined {
+  if (text === undefined || text === "false" || text === "0") return undefined;
+  if (text === "true" || text === "1") return "BUILDKITE_OIDC_TOKEN_FILE";
+  checkExportName(text, "oidc-token-file", "BUILDKITE_OIDC_TOKEN_FILE");
+  return text;
+}
+
+/**
+ * Checks that a variable the plugin would export may be exported without breaking or hijacking the
+ * rest of the job (the shell, the dynamic linker, the agent, git, proxies, language runtimes).
+ *
+ * @param name The variable's name.
+ * @param option The option that names it.
+ * @param example A name to suggest instead.
+ * @throws {UsageError} Naming the option and why.
+ */
+export function checkExportName(name: string, option: string, example: string): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+    throw new UsageError(
+      `${option} is "${
+        shown(name)
+      }", not an environment variable name: use a name such as ${example}`,
+    );
+  }
+  if (name === example) return;
+  const why = reservedBecause(name);
+  if (why !== undefined) {
+    throw new UsageError(
+      `${option} is "${name}", a variable ${why}: use a name of your own such as ${example}`,
+    );
+  }
+}
+
+/** Variables the shell and the rest of the job rely on, by name. */
+const RELIED_ON = new Set([
+  "PATH",
+  "HOME",
+  "SHELL",
+  "IFS",
+  "PS1",
+  "PS2",
+  "PS3",
+  "PS4",
+  "ENV",
+  "BASH_ENV",
+  "CDPATH",
+  "GLOBIGNORE",
+  "SHELLOPTS",
+  "BASHOPTS",
+  "PROMPT_COMMAND",
+  "TMPDIR",
+  "USER",
+  "LOGNAME",
+  "PWD",
+  "OLDPWD",
+  "TERM",
+  "LANG",
+  "LANGUAGE",
+  "TZ",
+  "HOSTNAME",
+  "MAIL",
+  "MAILPATH",
+  "OPTIND",
+  "OPTARG",
+  "OPTERR",
+  "HISTFILE",
+  "RANDOM",
+  "SECONDS",
+  "LINENO",
+  "UID",
+  "EUID",
+  "PPID",
+  "POSIXLY_CORRECT",
+  "EDITOR",
+  "VISUAL",
+  "PAGER",
+  "SSLKEYLOGFILE",
+  "KUBECONFIG",
+  "NODE_OPTIONS",
+  "NODE_PATH",
+  "PYTHONPATH",
+  "PYTHONSTARTUP",
+  "PYTHONHOME",
+  "PERL5LIB",
+  "PERL5OPT",
+  "RUBYOPT",
+  "RUBYLIB",
+  "JAVA_TOOL_OPTIONS",
+  "_JAVA_OPTIONS",
+  "JDK_JAVA_OPTIONS",
+  "GOOGLE_APPLICATION_CREDENTIALS",
+  "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_ROLE_ARN",
+  "AWS_ROLE_SESSION_NAME",
+  "AWS_CONFIG_FILE",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "DOCKER_HOST",
+  "DOCKER_CONFIG",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "ALL_PROXY",
+  "NO_PROXY",
+  "BUILDKITE",
+  "_",
+]);
+
+/** Why a variable may not be exported, or `undefined` when it may. */
+function reservedBecause(name: string): string | undefined {
+  if (RELIED_ON.has(name) || /^(?:https?|all|no)_proxy$/i.test(name)) {
+    return "the shell and the rest of the job rely on";
+  }
+  const prefixes: [RegExp, string][] = [
+    [/^(?:LD|DYLD)_/, "the dynamic linker reads"],
+    [/^BUILDKITE_/, "the Buildkite agent owns"],
+    [/^BASH(?:_|$)/, "bash reads"],
+    [/^(?:GIT|SSH)_/, "git and ssh read"],
+    [/^(?:DENO_|NPM_CONFIG_|npm_config_|LC_)/, "other tools of the job read"],
+    [/^TOKEN_EXCHANGE_/, "this plugin reads"],
+  ];
+  return prefixes.find(([pattern]) => pattern.test(name))?.[1];
+}
+
+/** `token-file`: `true`, or a path (`~/` is the home directory, a relative one the checkout's). */
+function readTokenFile(text: string | undefined, context: PluginContext): TokenFile | undefined {
+  if (text === undefined || text === "false" || text === "0") return undefined;
+  if (text === "true" || text === "1") return { kind: "private" };
+  if (text.includes(",")) {
+    // A Deno permission flag cannot hold a comma: the hooks could not let the engine write there.
+    throw new UsageError(
+      `token-file is "${text}", which has a comma in it: choose a path without one, or token-file: true for a private one`,
+    );
+  }
+  let path = text;
+  if (text === "~" || text.startsWith("~/")) {
+    const home = context.env("HOME");
+    if (home === undefined || !home.startsWith("/")) {
+      throw new UsageError(
+        `token-file is "${text}", but HOME is not set to a directory: write the whole path`,
+      );
+    }
+    path = `${home.replace(/\/$/, "")}${text.slice(1)}`;
+  } else if (text.startsWith("~")) {
+    throw new UsageError(
+      `token-file is "${text}": only ~/ (this user's home) is understood; write the whole path`,
+    );
+  } else if (!text.startsWith("/")) {
+    path = `${context.cwd.replace(/\/$/, "")}/${text}`;
+  }
+  const parts = path.split("/").filter((part) => part !== "" && part !== ".");
+  if (path.endsWith("/") || parts.length === 0 || parts.includes("..")) {
+    throw new UsageError(
+      `token-file is "${text}", which is not a file's path: name a file, such as ~/.config/sts/token (no .. in it)`,
+    );
+  }
+  return { kind: "path", path: `/${parts.join("/")}`, given: text };
+}
+
+/** The ARN of an IAM role, checked as plugin.yml's pattern does, with a message that says so. */
+function checkRoleArn(arn: string): string {
+  if (arn.length > 600 || !/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_/-]+$/.test(arn)) {
+    throw new UsageError(
+      `aws-role-arn is "${
+        shown(arn)
+      }", not the ARN of an IAM role: use one such as arn:aws:iam::123456789012:role/deploy`,
+    );
+  }
+  return arn;
+}
+
+const WORKLOAD_PROVIDER =
+  "//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER";
+
+function readGoogle(options: OptionValues, env: Env): GoogleOptions {
+  const audiences = options.list("target-audience").value;
+  if (audiences.length !== 1) {
+    throw new UsageError(
+      `google-credentials needs one target-audience, the workload identity provider's: ${WORKLOAD_PROVIDER}`,
+    );
+  }
+  const audience = audiences[0]!;
+  const subjectTokenType = options.variable("SUBJECT_TOKEN_TYPE") ?? TOKEN_TYPES.jwt;
+  const endpoint = options.variable("TOKEN_ENDPOINT");
+  let tokenUrl = GOOGLE_STS_URL;
+  if (endpoint !== undefined) {
+    try {
+      tokenUrl = parseSingleHostUrl(
+        endpoint,
+        "Token endpoint (token-endpoint)",
+        "no credentials (Google's STS takes none)",
+      ).href;
+    } catch (error) {
+      throw new UsageError((error as TypeError).message);
+    }
+  }
+  let iamUrl = GOOGLE_IAM_URL;
+  const mirror = env("TOKEN_EXCHANGE_GOOGLE_IAM_URL");
+  if (mirror) {
+    try {
+      iamUrl = parseSecureUrl(mirror, "TOKEN_EXCHANGE_GOOGLE_IAM_URL").href.replace(/\/$/, "");
+    } catch (error) {
+      throw new UsageError((error as TypeError).message);
+    }
+  }
+  const serviceAccount = options.variable("SERVICE_ACCOUNT");
+  if (serviceAccount !== undefined && !/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$/.test(serviceAccount)) {
+    throw new UsageError(
+      `service-account is "${
+        shown(serviceAccount)
+      }", not a service account's email: use one such as deployer@my-project.iam.gserviceaccount.com`,
+    );
+  }
+  const lifetime = options.variable("SERVICE_ACCOUNT_TOKEN_LIFETIME");
+  if (
+    lifetime !== undefined &&
+    !(/^\d{1,5}$/.test(lifetime) && Number(lifetime) >= 600 && Number(lifetime) <= 43200)
+  ) {
+    throw new UsageError(
+      `service-account-token-lifetime is "${
+        shown(lifetime)
+      }": use a whole number of seconds from 600 to 43200`,
+    );
+  }
+  return {
+    audience,
+    tokenUrl,
+    subjectTokenType,
+    iamUrl,
+    serviceAccount,
+    tokenLifetimeSeconds: lifetime === undefined ? undefined : Number(lifetime),
+  };
+}

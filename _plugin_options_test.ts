@@ -1,0 +1,396 @@
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+import { UsageError } from "./_cli_flags.ts";
+import {
+  DEFAULT_ENV_VAR,
+  GOOGLE_IAM_URL,
+  GOOGLE_STS_URL,
+  PLUGIN_OPTIONS,
+  type PluginConfig,
+  readPluginConfig,
+} from "./_plugin_options.ts";
+import { buildkiteAgentArgs } from "./_subject_token.ts";
+
+const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
+const ENDPOINT = "https://sts.example.com/token";
+const PROVIDER =
+  "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/bk/providers/bk";
+const ROLE = "arn:aws:iam::123456789012:role/deploy";
+
+/** The variables the agent sets for these options (lists as _0, _1, …), and other variables. */
+function variables(
+  options: Record<string, string | string[]>,
+  more: Record<string, string> = {},
+): Record<string, string> {
+  const env: Record<string, string> = { ...more };
+  for (const [name, value] of Object.entries(options)) {
+    const key = `${P}${name.toUpperCase().replaceAll("-", "_")}`;
+    if (Array.isArray(value)) value.forEach((item, i) => (env[`${key}_${i}`] = item));
+    else env[key] = value;
+  }
+  return env;
+}
+
+function read(
+  options: Record<string, string | string[]>,
+  more: Record<string, string> = {},
+): PluginConfig {
+  const env = variables(options, { HOME: "/home/agent", ...more });
+  return readPluginConfig(Object.keys(env).filter((name) => name.startsWith(P)).sort(), {
+    env: (name) => env[name],
+    cwd: "/builds/acme/deploy",
+  });
+}
+
+function mistake(
+  options: Record<string, string | string[]>,
+  more: Record<string, string> = {},
+): string {
+  try {
+    read(options, more);
+  } catch (error) {
+    assert.ok(error instanceof UsageError, String(error));
+    return error.message;
+  }
+  assert.fail(`no mistake in ${JSON.stringify(options)}`);
+}
+
+Deno.test("readPluginConfig() reads an exchange entry with the defaults", () => {
+  const config = read({ "token-endpoint": ENDPOINT });
+  assert.deepEqual(
+    {
+      mode: config.mode,
+      hook: config.hook,
+      debug: config.debug,
+      redact: config.redact,
+      refresh: config.refresh,
+      envVar: config.envVar,
+      tokenFile: config.tokenFile,
+      oidcTokenVar: config.oidcTokenVar,
+      keepsOidcToken: config.keepsOidcToken,
+      endpoint: config.exchange?.tokenEndpoint?.href,
+      agent: buildkiteAgentArgs(config.source),
+    },
+    {
+      mode: "exchange",
+      hook: "environment",
+      debug: false,
+      redact: true,
+      refresh: false,
+      envVar: DEFAULT_ENV_VAR,
+      tokenFile: undefined,
+      oidcTokenVar: undefined,
+      keepsOidcToken: false,
+      endpoint: ENDPOINT,
+      agent: ["oidc", "request-token", "--audience", "buildkite"],
+    },
+  );
+  // Messages from the exchange's own checks name the options as pipeline.yml does.
+  assert.equal(config.exchange?.names.plugin, true);
+});
+
+Deno.test("readPluginConfig() asks the agent for what audience, lifetime and claims say", () => {
+  const config = read({
+    "token-endpoint": ENDPOINT,
+    "buildkite-audience": "identity-api",
+    lifetime: "120",
+    claims: ["organization_id", "pipeline_id"],
+  });
+  assert.deepEqual(buildkiteAgentArgs(config.source), [
+    "oidc",
+    "request-token",
+    "--audience",
+    "identity-api",
+    "--lifetime",
+    "120",
+    "--claim",
+    "organization_id",
+    "--claim",
+    "pipeline_id",
+  ]);
+  assert.equal(config.source.stdin, true);
+  // A leading zero would be octal to the agent.
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, lifetime: "010" }),
+    'lifetime is "010": use a whole number of seconds above 0',
+  );
+});
+
+Deno.test("readPluginConfig() refuses what is not an option, and a list for a single-value option", () => {
+  const cases: [Record<string, string | string[]>, string][] = [
+    [
+      { "target-audiance": "x" },
+      "target-audiance is not an option of this plugin: did you mean target-audience?",
+    ],
+    [{ scopes: ["read"] }, "scopes is not an option of this plugin: did you mean scope?"],
+    [
+      { image: "node:22" },
+      "image is not an option of this plugin: see the plugin's README for the options",
+    ],
+    [{ audience: ["a", "b"] }, "audience takes one value, not a list: give it one value"],
+    [{ "token-file": ["a"] }, "token-file takes one value, not a list: give it one value"],
+  ];
+  for (const [options, message] of cases) {
+    assert.equal(mistake({ "token-endpoint": ENDPOINT, ...options }), message);
+  }
+  // Lists are lists, as _0, _1, … or one plain value.
+  const config = read({
+    "token-endpoint": ENDPOINT,
+    scope: "read",
+    resource: ["https://a", "https://b"],
+  });
+  assert.deepEqual([config.exchange?.scope, config.exchange?.resource], [["read"], [
+    "https://a",
+    "https://b",
+  ]]);
+});
+
+Deno.test("readPluginConfig() refuses a line break or control character in any value, and shows it escaped", () => {
+  assert.equal(
+    mistake({ "token-endpoint": `${ENDPOINT}\n` }),
+    `token-endpoint is "${ENDPOINT}\\n", which has a line break or another control character in it: remove it`,
+  );
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, "subject-token-type": "urn:x\tjwt" }),
+    'subject-token-type is "urn:x\\tjwt", which has a line break or another control character in it: remove it',
+  );
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, hook: "pre-command\u001b[2K\u0085" }),
+    'hook is "pre-command\\u001b[2K\\u0085", which has a line break or another control character in it: remove it',
+  );
+});
+
+Deno.test("readPluginConfig() chooses the mode, and refuses options that have no use in it", () => {
+  assert.equal(read({ "aws-role-arn": ROLE }).mode, "aws");
+  assert.equal(read({ "google-credentials": "true", "target-audience": PROVIDER }).mode, "google");
+  const cases: [Record<string, string | string[]>, string][] = [
+    [
+      { "aws-role-arn": ROLE, "google-credentials": "true" },
+      "Both aws-role-arn and google-credentials are set: use one plugin entry for each",
+    ],
+    [
+      { "aws-role-arn": ROLE, issuer: "https://issuer.example.com" },
+      "issuer has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove issuer",
+    ],
+    [
+      { "aws-role-arn": ROLE, timeout: "5" },
+      "timeout has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove timeout",
+    ],
+    [
+      { "google-credentials": "true", "target-audience": PROVIDER, scope: "x" },
+      "scope has no use with google-credentials, which makes no exchange (Google's tools exchange the OIDC token themselves): remove scope",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "service-account": "d@p.iam.gserviceaccount.com" },
+      "service-account has no use without google-credentials: set google-credentials: true, or remove service-account",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "client-auth": "post" },
+      "client-auth has no use without client-secret-env: set client-secret-env, or remove client-auth",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "client-secret-env": "S" },
+      "A client secret (client-secret-env) needs a client ID: set client-id",
+    ],
+  ];
+  for (const [options, message] of cases) assert.equal(mistake(options, { S: "secret" }), message);
+  // Turned off is not set.
+  assert.equal(read({ "aws-role-arn": ROLE, "token-file": "false" }).tokenFile, undefined);
+  assert.equal(
+    read({ "token-endpoint": ENDPOINT, "google-credentials": "false" }).mode,
+    "exchange",
+  );
+});
+
+Deno.test("readPluginConfig() refuses env-var and oidc-token-file names the job relies on", () => {
+  const cases: [string, string][] = [
+    [
+      "MY-TOKEN",
+      'env-var is "MY-TOKEN", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "PATH",
+      'env-var is "PATH", a variable the shell and the rest of the job rely on: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "https_proxy",
+      'env-var is "https_proxy", a variable the shell and the rest of the job rely on: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "LD_PRELOAD",
+      'env-var is "LD_PRELOAD", a variable the dynamic linker reads: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "BUILDKITE_AGENT_ACCESS_TOKEN",
+      'env-var is "BUILDKITE_AGENT_ACCESS_TOKEN", a variable the Buildkite agent owns: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "GIT_ASKPASS",
+      'env-var is "GIT_ASKPASS", a variable git and ssh read: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+    ],
+    [
+      "TOKEN_EXCHANGE_CACHE_DIR",
+      'env-var is "TOKEN_EXCHANGE_CACHE_DIR", a variable this plugin reads: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+    ],
+  ];
+  for (const [name, message] of cases) {
+    assert.equal(mistake({ "token-endpoint": ENDPOINT, "env-var": name }), message);
+  }
+  assert.equal(
+    read({ "token-endpoint": ENDPOINT, "env-var": "GCP_ACCESS_TOKEN" }).envVar,
+    "GCP_ACCESS_TOKEN",
+  );
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, "oidc-token-file": "PATH" }),
+    'oidc-token-file is "PATH", a variable the shell and the rest of the job rely on: use a name of your own such as BUILDKITE_OIDC_TOKEN_FILE',
+  );
+  const oidc = read({ "token-endpoint": ENDPOINT, "oidc-token-file": "true" });
+  assert.deepEqual([oidc.oidcTokenVar, oidc.keepsOidcToken], ["BUILDKITE_OIDC_TOKEN_FILE", true]);
+  assert.equal(
+    read({ "token-endpoint": ENDPOINT, "oidc-token-file": "MY_OIDC" }).oidcTokenVar,
+    "MY_OIDC",
+  );
+});
+
+Deno.test("readPluginConfig() resolves token-file: true, ~/, a relative path; refuses what is not a file's path", () => {
+  const file = (value: string) =>
+    read({ "token-endpoint": ENDPOINT, "token-file": value }).tokenFile;
+  assert.deepEqual(file("true"), { kind: "private" });
+  assert.deepEqual(file("1"), { kind: "private" });
+  assert.equal(file("false"), undefined);
+  assert.deepEqual(file("~/.kube/token"), {
+    kind: "path",
+    path: "/home/agent/.kube/token",
+    given: "~/.kube/token",
+  });
+  assert.deepEqual(file("secrets/./token"), {
+    kind: "path",
+    path: "/builds/acme/deploy/secrets/token",
+    given: "secrets/./token",
+  });
+  assert.deepEqual(file("/var//tokens/sts"), {
+    kind: "path",
+    path: "/var/tokens/sts",
+    given: "/var//tokens/sts",
+  });
+  // refresh keeps a file fresh: with an exchange, a private one unless token-file says where.
+  assert.deepEqual(read({ "token-endpoint": ENDPOINT, refresh: "true" }).tokenFile, {
+    kind: "private",
+  });
+  const cases: [string, string][] = [
+    [
+      "~other/token",
+      'token-file is "~other/token": only ~/ (this user\'s home) is understood; write the whole path',
+    ],
+    [
+      "/tmp/a,b",
+      'token-file is "/tmp/a,b", which has a comma in it: choose a path without one, or token-file: true for a private one',
+    ],
+    [
+      "../token",
+      'token-file is "../token", which is not a file\'s path: name a file, such as ~/.config/sts/token (no .. in it)',
+    ],
+    [
+      "/tmp/dir/",
+      'token-file is "/tmp/dir/", which is not a file\'s path: name a file, such as ~/.config/sts/token (no .. in it)',
+    ],
+  ];
+  for (const [value, message] of cases) {
+    assert.equal(mistake({ "token-endpoint": ENDPOINT, "token-file": value }), message);
+  }
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, "token-file": "~/token" }, { HOME: "" }),
+    'token-file is "~/token", but HOME is not set to a directory: write the whole path',
+  );
+});
+
+Deno.test("readPluginConfig() reads google-credentials, with Google's endpoints by default", () => {
+  const config = read({
+    "google-credentials": "true",
+    "target-audience": PROVIDER,
+    "service-account": "deployer@acme.iam.gserviceaccount.com",
+    "service-account-token-lifetime": "900",
+  });
+  assert.deepEqual(config.google, {
+    audience: PROVIDER,
+    tokenUrl: GOOGLE_STS_URL,
+    subjectTokenType: "urn:ietf:params:oauth:token-type:jwt",
+    iamUrl: GOOGLE_IAM_URL,
+    serviceAccount: "deployer@acme.iam.gserviceaccount.com",
+    tokenLifetimeSeconds: 900,
+  });
+  assert.equal(config.keepsOidcToken, true);
+  const mirrored = read(
+    {
+      "google-credentials": "true",
+      "target-audience": PROVIDER,
+      "token-endpoint": "http://127.0.0.1:8080/v1/token",
+    },
+    { TOKEN_EXCHANGE_GOOGLE_IAM_URL: "http://127.0.0.1:8080/v1/" },
+  );
+  assert.deepEqual([mirrored.google?.tokenUrl, mirrored.google?.iamUrl], [
+    "http://127.0.0.1:8080/v1/token",
+    "http://127.0.0.1:8080/v1",
+  ]);
+  const cases: [Record<string, string | string[]>, string][] = [
+    [
+      {},
+      "google-credentials needs one target-audience, the workload identity provider's: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+    ],
+    [
+      { "target-audience": [PROVIDER, PROVIDER] },
+      "google-credentials needs one target-audience, the workload identity provider's: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+    ],
+    [
+      { "target-audience": PROVIDER, "token-endpoint": "http://sts.googleapis.com/v1/token" },
+      'Token endpoint (token-endpoint) "http://sts.googleapis.com/v1/token" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+    ],
+    [
+      { "target-audience": PROVIDER, "service-account": "deployer" },
+      'service-account is "deployer", not a service account\'s email: use one such as deployer@my-project.iam.gserviceaccount.com',
+    ],
+    [{
+      "target-audience": PROVIDER,
+      "service-account": "d@p.iam.gserviceaccount.com",
+      "service-account-token-lifetime": "60",
+    }, 'service-account-token-lifetime is "60": use a whole number of seconds from 600 to 43200'],
+  ];
+  for (const [options, message] of cases) {
+    assert.equal(mistake({ "google-credentials": "true", ...options }), message);
+  }
+});
+
+Deno.test("readPluginConfig() reads aws-role-arn, and refuses what is not a role's ARN", () => {
+  const config = read({ "aws-role-arn": ROLE, audience: "sts.amazonaws.com" });
+  assert.deepEqual([config.mode, config.awsRoleArn, config.keepsOidcToken], ["aws", ROLE, true]);
+  assert.equal(
+    mistake({ "aws-role-arn": "arn:aws:iam::123456789012:user/deploy" }),
+    'aws-role-arn is "arn:aws:iam::123456789012:user/deploy", not the ARN of an IAM role: use one such as arn:aws:iam::123456789012:role/deploy',
+  );
+});
+
+Deno.test("readPluginConfig() reads booleans and hook as plugin.yml allows them", () => {
+  const config = read({ "token-endpoint": ENDPOINT, debug: "1", redact: "0", hook: "pre-command" });
+  assert.deepEqual([config.debug, config.redact, config.hook], [true, false, "pre-command"]);
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, redact: "yes" }),
+    'redact is "yes": use true or false',
+  );
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, hook: "post-command" }),
+    'hook is "post-command": use environment or pre-command',
+  );
+});
+
+Deno.test("the engine knows exactly the options plugin.yml declares, and which of them are lists", async () => {
+  const plugin = parse(await Deno.readTextFile(new URL("plugin.yml", import.meta.url))) as {
+    configuration: { properties: Record<string, { type: string | string[] }> };
+  };
+  const properties = Object.entries(plugin.configuration.properties);
+  assert.deepEqual(Object.keys(PLUGIN_OPTIONS).sort(), properties.map(([name]) => name).sort());
+  assert.deepEqual(
+    Object.entries(PLUGIN_OPTIONS).filter(([, spec]) => spec.list).map(([name]) => name).sort(),
+    properties.filter(([, spec]) => [spec.type].flat().includes("array")).map(([name]) => name)
+      .sort(),
+  );
+});
