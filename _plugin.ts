@@ -173,9 +173,21 @@ function plan(config: PluginConfig): Plan {
   return { label, exports, secrets };
 }
 
-/** Two entries of one step may not export the same variable or write the same file. */
+/**
+ * Two entries of one step may not export the same variable or write the same file; and the client
+ * secret is never a variable that this plugin exports (a token it issued, a file's path).
+ */
 function checkConflicts(config: PluginConfig, entry: Plan, others: readonly EntryManifest[]) {
   const path = config.tokenFile?.kind === "path" ? config.tokenFile.path : undefined;
+  const secretEnv = config.exchange?.clientSecretEnv;
+  if (
+    secretEnv !== undefined &&
+    [entry, ...others].some((exporter) => exporter.exports.includes(secretEnv))
+  ) {
+    throw new UsageError(
+      "client-secret-env names a variable this plugin exports (a token it issued, or a file's path), which is never sent as a client secret: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET",
+    );
+  }
   for (const other of others) {
     const named = `this step's token-exchange entry ${other.number} (${other.label})`;
     const shared = entry.exports.find((name) => other.exports.includes(name));

@@ -79,13 +79,20 @@ export function maskSecrets(text: string, secrets: readonly string[] = []): stri
  * DEL, C1 with NEL and CSI, and the Unicode line and paragraph separators) becomes one space. What
  * comes out cannot end a log line, start a new one or steer a terminal, so text from outside
  * printed after a prefix cannot pass for a line the tool wrote (`^^^ +++`, `~~~`, `token-exchange:`).
+ * Invisible format characters (Unicode's Cf: bidi controls such as U+202E, zero-width ones such as
+ * U+200B) are written as their code (`\u202e`), so that nothing reorders or hides what is shown.
  *
  * @param text The text to flatten.
  * @returns The text on one line, trimmed.
  */
 export function oneLine(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\s\x00-\x1f\x7f-\x9f]+/g, " ").trim();
+  return text
+    // deno-lint-ignore no-control-regex
+    .replace(/[\s\x00-\x1f\x7f-\x9f]+/g, " ")
+    // Invisible format characters (bidi controls, zero-width ones) could make the line read as
+    // other than it is: shown by their code instead.
+    .replace(/\p{Cf}/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, "0")}`)
+    .trim();
 }
 
 /**

@@ -120,6 +120,12 @@ export const MAX_TOKEN_LENGTH = 64 * 1024;
  * @param token The token.
  * @returns Which rule the token breaks, or `undefined`.
  */
+/**
+ * The fewest characters an issued token may have: a shorter one could not be masked in a job's log
+ * without masking ordinary words with it (`redactor add` masks every occurrence).
+ */
+export const MIN_TOKEN_LENGTH = 16;
+
 export function tokenProblem(token: string): string | undefined {
   if (token.length > MAX_TOKEN_LENGTH) {
     return `is ${token.length} characters long, more than the ${MAX_TOKEN_LENGTH} allowed`;
@@ -356,7 +362,9 @@ function checkAccessToken(
   if (json.access_token.trim() === "") {
     throw new InvalidResponseError(`${WHAT} answered HTTP 200 with an empty "access_token"`, meta);
   }
-  const problem = tokenProblem(json.access_token);
+  const problem = json.access_token.length < MIN_TOKEN_LENGTH
+    ? `is ${json.access_token.length} characters long, fewer than the ${MIN_TOKEN_LENGTH} a token needs to be masked in logs without masking ordinary words`
+    : tokenProblem(json.access_token);
   if (problem !== undefined) {
     throw new InvalidResponseError(
       `${WHAT} answered HTTP 200 with an "access_token" that ${problem}`,

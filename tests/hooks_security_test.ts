@@ -401,7 +401,7 @@ Deno.test("pipeline.yml mistakes are exit 2 naming the option, and the endpoint 
     [
       "env-var LD_PRELOAD",
       { "token-endpoint": server.url, "env-var": "LD_PRELOAD" },
-      'env-var is "LD_PRELOAD", a variable the dynamic linker reads: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+      'env-var is "LD_PRELOAD", a variable the dynamic linker and the C library read: use a name of your own such as FEDERATED_ACCESS_TOKEN',
     ],
     [
       "env-var BUILDKITE_AGENT_ACCESS_TOKEN",
@@ -411,7 +411,7 @@ Deno.test("pipeline.yml mistakes are exit 2 naming the option, and the endpoint 
     [
       "env-var https_proxy",
       { "token-endpoint": server.url, "env-var": "https_proxy" },
-      'env-var is "https_proxy", a variable the shell and the rest of the job rely on: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+      'env-var is "https_proxy", a variable HTTP clients read as their proxy: use a name of your own such as FEDERATED_ACCESS_TOKEN',
     ],
     [
       "a control character in hook",
@@ -549,4 +549,39 @@ Deno.test("a tab in subject-token-type is a configuration error, never a broken 
     '🚨 Configuration error: subject-token-type is "urn:ietf:params:oauth:token-type:jwt\\t", which has a line break or another control character in it: remove it\n',
     [],
   ]);
+});
+
+Deno.test("client-secret-env never names a variable this plugin exports", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  await using tmp = await tempDir();
+  const env = { TMPDIR: tmp.path, FEDERATED_ACCESS_TOKEN: "a token an entry issued" };
+  const message =
+    "🚨 Configuration error: client-secret-env names a variable this plugin exports (a token it issued, or a file's path), which is never sent as a client secret: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET\n";
+  const secretFrom = (name: string) => ({
+    "token-endpoint": server.url,
+    "env-var": "SECOND_TOKEN",
+    "client-id": "ci",
+    "client-secret-env": name,
+  });
+  await t.step("its own", async () => {
+    const result = await runHooks(["environment"], {
+      options: secretFrom("SECOND_TOKEN_EXPIRES_AT"),
+      env: { ...env, SECOND_TOKEN_EXPIRES_AT: "2026-12-07T13:00:00Z" },
+    });
+    assert.deepEqual([result.code, result.stderr], [2, message]);
+  });
+  await t.step("an earlier entry's", async () => {
+    const first = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      env,
+    });
+    assert.equal(first.code, 0, first.stderr);
+    const requests = server.requests.length;
+    const result = await runHooks(["environment"], {
+      options: secretFrom("FEDERATED_ACCESS_TOKEN"),
+      env,
+    });
+    assert.deepEqual([result.code, result.stderr], [2, message]);
+    assert.equal(server.requests.length, requests);
+  });
 });
