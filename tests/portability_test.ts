@@ -34,7 +34,9 @@ Deno.test(
   "exchangeToken() runs under Node.js from a bundle of mod.ts",
   { ignore: !node },
   async () => {
-    await using server = startTokenEndpoint(() => tokenResponse({ access_token: "issued-under-node-js" }));
+    await using server = startTokenEndpoint(() =>
+      tokenResponse({ access_token: "issued-under-node-js" })
+    );
     const dir = await Deno.makeTempDir();
     try {
       const bundled = await output(Deno.execPath(), [
