@@ -50,21 +50,28 @@ export function openSession(
 }
 
 /**
- * Says what a token is, with --debug: its header and claims, never its signature.
+ * Says what a token is, with --debug: the claims that identify it, never its signature, with the
+ * run's secrets masked.
  *
  * @param session The run's session.
  * @param what What the token is: "Issued token", or the subject token's source.
  * @param token The token.
+ * @param secrets The run's secrets, masked wherever the claims hold them.
  */
 export async function explainToken(
   session: Session,
   what: string | SubjectTokenSource,
   token: string,
+  secrets: readonly (string | undefined)[],
 ): Promise<void> {
   if (!session.debug) return;
   const report = await loadReport();
   session.debug(
-    report.explain(typeof what === "string" ? what : report.subjectTokenLabel(what), token),
+    report.explain(
+      typeof what === "string" ? what : report.subjectTokenLabel(what),
+      token,
+      secrets.filter((secret): secret is string => !!secret),
+    ),
   );
 }
 
@@ -99,7 +106,10 @@ export async function exchangeFor(
     subjectToken,
   });
   if (debug) {
-    await explainToken(session, "Issued token", result.accessToken);
+    await explainToken(session, "Issued token", result.accessToken, [
+      subjectToken,
+      config.clientSecret,
+    ]);
     const shown = (value: string | undefined) =>
       value === undefined ? "(none)" : summarise(value, [subjectToken]);
     debug(

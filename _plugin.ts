@@ -387,7 +387,9 @@ async function obtain(
   tokens.subjectToken = await getSubjectToken(config.source, {}, env);
   onToken?.();
   if (session === undefined) return undefined;
-  await explainToken(session, config.source, tokens.subjectToken);
+  await explainToken(session, config.source, tokens.subjectToken, [
+    config.exchange?.clientSecret,
+  ]);
   return await exchangeFor(config.exchange!, tokens.subjectToken, session);
 }
 
