@@ -7,7 +7,7 @@ import { type CliConfig, exchangeParameters, labelOf } from "./_cli_config.ts";
 import { directLoopbackFetch } from "./_direct_fetch.ts";
 import { TokenExchangeError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
-import type { HttpInternals, HttpOptions } from "./_http.ts";
+import { type HttpInternals, type HttpOptions, runBudget } from "./_http.ts";
 import { maskSecrets, summarise } from "./_redact.ts";
 import type { TokenExchangeResponse } from "./_response.ts";
 import { SubjectTokenError, type SubjectTokenSource } from "./_subject_token.ts";
@@ -36,6 +36,7 @@ export function openSession(
 ): Session {
   const direct = directLoopbackFetch();
   direct.prepare(config.tokenEndpoint ?? config.issuer!);
+  const budget = runBudget(config.timeout, config.retries);
   return {
     http: {
       timeout: config.timeout,
@@ -43,6 +44,7 @@ export function openSession(
       onDebug: debug,
       fetch: direct.fetch,
       platformFetch: true,
+      deadline: { at: Date.now() + budget, ms: budget },
     },
     debug,
     [Symbol.dispose]: () => direct[Symbol.dispose](),
