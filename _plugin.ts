@@ -20,6 +20,7 @@ import {
   createFile,
   describePath,
   type EntryManifest,
+  EXTERNAL_DIRS,
   type FileRecord,
   makeEntryDir,
   MANIFEST,
@@ -483,6 +484,12 @@ function makeEntry(
     };
     if (config.refresh) {
       manifest.refresh = succeeded(obtained(config, subjectToken, result), undefined, jobTimeout());
+    }
+    if (written.files.length > 0) {
+      const dirs = new Set(
+        written.files.map((f) => f.path.slice(0, f.path.lastIndexOf("/")) || "/"),
+      );
+      writePrivateFile(`${made.dir}/${EXTERNAL_DIRS}`, `${[...dirs].join("\n")}\n`);
     }
     writePrivateFile(`${made.dir}/${MANIFEST}`, JSON.stringify(manifest));
     return { dir: made.dir, written, manifest };

@@ -8,6 +8,7 @@ import {
   PLUGIN_OPTIONS,
   type PluginConfig,
   readPluginConfig,
+  RESERVED_NAMES,
 } from "./_plugin_options.ts";
 import { buildkiteAgentArgs } from "./_subject_token.ts";
 
@@ -414,4 +415,12 @@ Deno.test("the engine knows exactly the options plugin.yml declares, and which o
     properties.filter(([, spec]) => [spec.type].flat().includes("array")).map(([name]) => name)
       .sort(),
   );
+});
+
+Deno.test("docs/security.md lists every reason env-var gives for a name it refuses", async () => {
+  const docs = await Deno.readTextFile(new URL("docs/security.md", import.meta.url));
+  for (const [pattern, why] of RESERVED_NAMES) {
+    const row = new RegExp(`\\| ${why.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} +\\|`);
+    assert.match(docs, row, `docs/security.md lacks "${why}" (${pattern})`);
+  }
 });

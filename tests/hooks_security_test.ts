@@ -46,6 +46,7 @@ Deno.test("token-file: true writes a 0600 file in a private 0700 per-entry direc
     `token-exchange-${JOB_ID}/1/entry.json`,
     `token-exchange-${JOB_ID}/1/options`,
     `token-exchange-${JOB_ID}/1/token`,
+    `token-exchange-${JOB_ID}/job-pid`,
   ]);
   assert.equal(
     result.stdout.split("\n").at(-2),
@@ -584,4 +585,54 @@ Deno.test("client-secret-env never names a variable this plugin exports", async 
     assert.deepEqual([result.code, result.stderr], [2, message]);
     assert.equal(server.requests.length, requests);
   });
+});
+
+Deno.test("a job killed before pre-exit leaves no token behind once this plugin's hooks run again on the host", async () => {
+  await using server = startTokenEndpoint(issued);
+  await using tmp = await tempDir();
+  await using checkout = await tempDir();
+  const file = `${checkout.path}/token`;
+  // Two jobs, each with a process standing for it: one is killed, one still runs.
+  const killed = new Deno.Command("sleep", { args: ["600"] }).spawn();
+  const running = new Deno.Command("sleep", { args: ["600"] }).spawn();
+  try {
+    const first = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "token-file": file },
+      env: { TMPDIR: tmp.path, TOKEN_EXCHANGE_JOB_PID: String(killed.pid) },
+    });
+    const second = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "token-file": true },
+      env: {
+        TMPDIR: tmp.path,
+        BUILDKITE_JOB_ID: OTHER_JOB,
+        TOKEN_EXCHANGE_JOB_PID: String(running.pid),
+      },
+    });
+    assert.equal(first.code + second.code, 0, first.stderr + second.stderr);
+    // Not this plugin's, or not this user's to judge: left alone.
+    await Deno.symlink(checkout.path, `${tmp.path}/token-exchange-a-link`);
+    await Deno.mkdir(`${tmp.path}/token-exchange-no-record`);
+    killed.kill();
+    await killed.status;
+    const next = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      env: { TMPDIR: tmp.path, BUILDKITE_JOB_ID: "01849a3c-0000-4000-8000-0000000000ff" },
+    });
+    assert.equal(next.code, 0, next.stderr);
+    await assert.rejects(Deno.lstat(file), Deno.errors.NotFound);
+    const left = (await listTree(tmp.path)).filter((path) => !/\/./.test(path)).sort();
+    assert.deepEqual(left, [
+      "token-exchange-01849a3c-0000-4000-8000-0000000000ff/",
+      `token-exchange-${OTHER_JOB}/`,
+      "token-exchange-a-link",
+      "token-exchange-no-record/",
+    ]);
+  } finally {
+    for (const process of [killed, running]) {
+      try {
+        process.kill();
+      } catch { /* gone */ }
+      await process.status;
+    }
+  }
 });

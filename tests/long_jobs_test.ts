@@ -313,7 +313,7 @@ Deno.test("the refresher ends when the job's process is gone, and removes the en
   await job.job.status;
   await eventually("the refresher to see its job gone", () => !groupAlive(pid), 20);
   assert.deepEqual(await listTree(checkout.path), []);
-  assert.deepEqual(await listTree(`${job.tmp}/token-exchange-${JOB}`), []);
+  assert.deepEqual(await listTree(job.tmp), []);
 });
 
 Deno.test("an idle refresher is one small bash that starts no program", async () => {
