@@ -165,8 +165,10 @@ Deno.test("maskSecrets() leaves text that only looks a little like a secret", ()
 
 Deno.test("oneLine() shows bidi controls and zero-width characters by their code, so nothing is reordered or hidden", () => {
   assert.equal(
-    oneLine("invalid_grant: \u202Egnp.exe\u202C at \u2066x\u2069\u200B\u200D\uFEFFok\u00AD"),
-    "invalid_grant: \\u202egnp.exe\\u202c at \\u2066x\\u2069\\u200b\\u200d\\ufeffok\\u00ad",
+    oneLine(
+      "invalid_grant: \u202Egnp.exe\u202C at \u2066x\u2069\u200B\u200D\uFEFFok\u00AD", /* U+FEFF is JavaScript whitespace: a space */
+    ),
+    "invalid_grant: \\u202egnp.exe\\u202c at \\u2066x\\u2069\\u200b\\u200d ok\\u00ad",
   );
   for (let code = 0; code <= 0xffff; code++) {
     const line = oneLine(`a${String.fromCharCode(code)}b`);
