@@ -22,6 +22,7 @@ import {
   loadAverage,
   median,
   ms,
+  removeJobDirs,
   ROOT,
   startTokenEndpoint,
   SUBJECT_TOKEN,
@@ -365,12 +366,11 @@ export async function releaseBinaryBench(options: BenchOptions): Promise<void> {
       }; ${options.runs} interleaved runs after ${WARMUP} warm-up runs, on ${machine.text}`,
     );
     const loadBefore = await loadAverage();
-    const times = await interleave(
-      variants,
-      options.runs,
-      WARMUP,
-      (v) => timeCommand(v.command, { ...env, ...v.env }, v.what),
-    );
+    const times = await interleave(variants, options.runs, WARMUP, async (v) => {
+      const elapsed = await timeCommand(v.command, { ...env, ...v.env }, v.what);
+      await removeJobDirs(work);
+      return elapsed;
+    });
     const load = `load average ${loadBefore} before, ${await loadAverage()} after`;
     console.log(load);
     // The download's size: the real binary's, or Deno's, which a compiled binary mostly is.
