@@ -97,7 +97,7 @@ function secretForms(secret: string): string[] {
   const percent = encodeURIComponent(secret);
   const json = JSON.stringify(secret).slice(1, -1);
   const asciiJson = json.replace(
-    /[^\x00-\x7f]/g,
+    /[^\p{ASCII}]/gu,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
   const formEncoded = new URLSearchParams([["", secret]]).toString().slice(1);
