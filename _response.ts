@@ -24,16 +24,16 @@ import { summarise } from "./_redact.ts";
  * import assert from "node:assert/strict";
  *
  * const result: TokenExchangeResponse = await processTokenExchangeResponse(
- *   Response.json({ access_token: "opaque", token_type: "Bearer" }),
+ *   Response.json({ access_token: "an-opaque-access-token", token_type: "Bearer" }),
  * );
  * assert.deepEqual(result, {
- *   accessToken: "opaque",
+ *   accessToken: "an-opaque-access-token",
  *   issuedTokenType: undefined,
  *   tokenType: "Bearer",
  *   expiresIn: undefined,
  *   scope: undefined,
  *   refreshToken: undefined,
- *   raw: { access_token: "opaque", token_type: "Bearer" },
+ *   raw: { access_token: "an-opaque-access-token", token_type: "Bearer" },
  * });
  * ```
  */
@@ -197,7 +197,7 @@ function toOAuthError(
  * @throws {OAuthError} For an OAuth 2.0 error response (RFC 6749 §5.2), whatever the status.
  * @throws {HttpStatusError} For another error status; its message summarises the body.
  * @throws {InvalidResponseError} For a 2xx other than 200, a body that is not a JSON object, or no
- * usable `access_token` (missing, empty, not printable ASCII, or over 64 KiB).
+ * usable `access_token` (missing, empty, not printable ASCII, under 16 characters or over 64 KiB).
  * @throws {ResponseTooLargeError} For a body over 1 MiB.
  *
  * @example Processing a response
@@ -206,13 +206,13 @@ function toOAuthError(
  * import assert from "node:assert/strict";
  *
  * const response = Response.json({
- *   access_token: "ya29.example",
+ *   access_token: "ya29.an-example-access-token",
  *   issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
  *   token_type: "Bearer",
  *   expires_in: 3599,
  * });
  * const result = await processTokenExchangeResponse(response);
- * assert.equal(result.accessToken, "ya29.example");
+ * assert.equal(result.accessToken, "ya29.an-example-access-token");
  * assert.equal(result.expiresIn, 3599);
  * ```
  */
