@@ -250,6 +250,12 @@ function readClient(options: OptionValues): Pick<
   if (secretEnv === undefined) {
     return { clientId, clientSecret: undefined, clientSecretEnv: undefined };
   }
+  if (/^BUILDKITE_/.test(secretEnv.value)) {
+    // Never quoted: the agent's own variables are never sent, whatever they are called.
+    throw new UsageError(
+      `${secretEnv.from} names a variable of the Buildkite agent's (BUILDKITE_…), which is never sent to a token endpoint: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET`,
+    );
+  }
   const clientSecret = options.env(secretEnv.value);
   if (clientSecret === undefined || clientSecret === "") {
     throw new UsageError(

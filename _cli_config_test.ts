@@ -328,6 +328,29 @@ const USAGE_ERRORS: [string, string[], Record<string, string>, string][] = [
     "--client-secret-env is not an environment variable name (letters, digits and _): set it to the name of the variable that holds the secret, such as STS_CLIENT_SECRET, not to the secret itself",
   ],
   [
+    "the agent's own access token as the client secret",
+    [
+      "--token-endpoint",
+      url,
+      "--client-id",
+      "ci",
+      "--client-secret-env",
+      "BUILDKITE_AGENT_ACCESS_TOKEN",
+    ],
+    { BUILDKITE_AGENT_ACCESS_TOKEN: "bkaj_agent-token" },
+    "--client-secret-env names a variable of the Buildkite agent's (BUILDKITE_…), which is never sent to a token endpoint: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET",
+  ],
+  [
+    "another of the agent's variables as the client secret, from the plugin",
+    [],
+    {
+      [`${P}TOKEN_ENDPOINT`]: url,
+      [`${P}CLIENT_ID`]: "ci",
+      [`${P}CLIENT_SECRET_ENV`]: "BUILDKITE_AGENT_JOB_API_TOKEN",
+    },
+    "client-secret-env names a variable of the Buildkite agent's (BUILDKITE_…), which is never sent to a token endpoint: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET",
+  ],
+  [
     "a client secret without a client ID",
     ["--token-endpoint", url, "--client-secret-env", "S"],
     { S: "x" },

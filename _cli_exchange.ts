@@ -7,7 +7,7 @@ import { type CliConfig, exchangeParameters, labelOf } from "./_cli_config.ts";
 import { directLoopbackFetch } from "./_direct_fetch.ts";
 import { TokenExchangeError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
-import type { HttpInternals, HttpOptions } from "./_http.ts";
+import { type HttpInternals, type HttpOptions, runBudget } from "./_http.ts";
 import { maskSecrets, summarise } from "./_redact.ts";
 import type { TokenExchangeResponse } from "./_response.ts";
 import { SubjectTokenError, type SubjectTokenSource } from "./_subject_token.ts";
@@ -36,6 +36,7 @@ export function openSession(
 ): Session {
   const direct = directLoopbackFetch();
   direct.prepare(config.tokenEndpoint ?? config.issuer!);
+  const budget = runBudget(config.timeout, config.retries);
   return {
     http: {
       timeout: config.timeout,
@@ -43,6 +44,7 @@ export function openSession(
       onDebug: debug,
       fetch: direct.fetch,
       platformFetch: true,
+      deadline: { at: Date.now() + budget, ms: budget },
     },
     debug,
     [Symbol.dispose]: () => direct[Symbol.dispose](),
@@ -50,21 +52,28 @@ export function openSession(
 }
 
 /**
- * Says what a token is, with --debug: its header and claims, never its signature.
+ * Says what a token is, with --debug: the claims that identify it, never its signature, with the
+ * run's secrets masked.
  *
  * @param session The run's session.
  * @param what What the token is: "Issued token", or the subject token's source.
  * @param token The token.
+ * @param secrets The run's secrets, masked wherever the claims hold them.
  */
 export async function explainToken(
   session: Session,
   what: string | SubjectTokenSource,
   token: string,
+  secrets: readonly (string | undefined)[],
 ): Promise<void> {
   if (!session.debug) return;
   const report = await loadReport();
   session.debug(
-    report.explain(typeof what === "string" ? what : report.subjectTokenLabel(what), token),
+    report.explain(
+      typeof what === "string" ? what : report.subjectTokenLabel(what),
+      token,
+      secrets.filter((secret): secret is string => !!secret),
+    ),
   );
 }
 
@@ -99,7 +108,10 @@ export async function exchangeFor(
     subjectToken,
   });
   if (debug) {
-    await explainToken(session, "Issued token", result.accessToken);
+    await explainToken(session, "Issued token", result.accessToken, [
+      subjectToken,
+      config.clientSecret,
+    ]);
     const shown = (value: string | undefined) =>
       value === undefined ? "(none)" : summarise(value, [subjectToken]);
     debug(

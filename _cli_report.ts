@@ -5,6 +5,7 @@
 import { type CliConfig, labelOf } from "./_cli_config.ts";
 import { OAuthError, TokenExchangeError } from "./_errors.ts";
 import { decodeJwt } from "./_jwt.ts";
+import { maskSecrets } from "./_redact.ts";
 import type { SubjectTokenSource } from "./_subject_token.ts";
 
 const SOURCE_LABELS: Record<SubjectTokenSource["kind"], string> = {
@@ -34,17 +35,87 @@ export function identify(label: string, token: string): string {
   return `${label}: ${fields.join(" ")}`;
 }
 
-/** Everything a token says about itself, for --debug: header and claims, never the signature. */
-export function explain(label: string, token: string, now = Date.now()): string {
+/** The header fields --debug shows. */
+const HEADER_FIELDS = ["alg", "kid", "typ"];
+
+/**
+ * The claims --debug shows: those that identify a token to a trust policy (RFC 7519's, OAuth's and
+ * the Buildkite agent's), never arbitrary ones, which a hostile server could fill with anything.
+ */
+export const IDENTIFYING_CLAIMS: readonly string[] = [
+  "iss",
+  "sub",
+  "aud",
+  "exp",
+  "iat",
+  "nbf",
+  "azp",
+  "client_id",
+  "scope",
+  "act",
+  "organization_slug",
+  "organization_id",
+  "pipeline_slug",
+  "pipeline_id",
+  "build_number",
+  "build_branch",
+  "build_tag",
+  "build_commit",
+  "build_source",
+  "step_key",
+  "job_id",
+  "agent_id",
+  "cluster_id",
+  "cluster_name",
+  "queue_id",
+  "queue_key",
+  "runner_environment",
+];
+
+/** The fields of OBJECT that NAMES lists, in the object's own order. */
+function pick(object: Record<string, unknown>, names: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([name]) => names.includes(name)));
+}
+
+/**
+ * What a token says about itself, for --debug: its header's algorithm and key, and the claims that
+ * identify it (`act` only by its `sub`), never its signature or another claim, with the secrets
+ * masked in whatever form they appear.
+ *
+ * @param label What the token is.
+ * @param token The token.
+ * @param secrets The run's secrets (the subject token, the client secret), masked.
+ * @param now The time, for how long it lives.
+ * @returns One line.
+ */
+export function explain(
+  label: string,
+  token: string,
+  secrets: readonly string[] = [],
+  now = Date.now(),
+): string {
   const decoded = decodeJwt(token);
   if (decoded === undefined) {
     return `${label}: not a JWT (an opaque ${token.length}-character token)`;
   }
+  const claims = pick(decoded.claims, IDENTIFYING_CLAIMS);
+  const act = claims.act;
+  if (act !== undefined) {
+    claims.act = typeof act === "object" && act !== null && "sub" in act
+      ? { sub: (act as Record<string, unknown>).sub }
+      : "(not shown)";
+  }
+  const others = Object.keys(decoded.claims).length - Object.keys(claims).length;
   const exp = decoded.claims.exp;
   const expiry = typeof exp === "number" ? `; expires in ${Math.round(exp - now / 1000)} s` : "";
-  return `${label}: header ${JSON.stringify(decoded.header)} claims ${
-    JSON.stringify(decoded.claims)
-  }${expiry}`;
+  return maskSecrets(
+    `${label}: header ${JSON.stringify(pick(decoded.header, HEADER_FIELDS))} claims ${
+      JSON.stringify(claims)
+    }${
+      others > 0 ? ` and ${others} other claim${others === 1 ? "" : "s"}, not shown` : ""
+    }${expiry}`,
+    secrets,
+  );
 }
 
 /**

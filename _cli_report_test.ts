@@ -87,7 +87,7 @@ Deno.test("identify() and explain() show a token's claims, never its signature, 
     'Buildkite OIDC token: iss="https://agent.buildkite.com" sub="organization:acme" aud=(none)',
   );
   assert.equal(
-    explain("Issued token", token, 1_000_000_000),
+    explain("Issued token", token, [], 1_000_000_000),
     'Issued token: header {"alg":"RS256"} claims {"iss":"https://agent.buildkite.com","sub":"organization:acme","exp":1000060}; expires in 60 s',
   );
   assert.equal(
@@ -97,5 +97,27 @@ Deno.test("identify() and explain() show a token's claims, never its signature, 
   assert.equal(
     explain("Subject token", "opaque-token"),
     "Subject token: not a JWT (an opaque 12-character token)",
+  );
+});
+
+Deno.test("explain() shows only the claims that identify a token, with the run's secrets masked in any encoding", () => {
+  const secret = "client-s3cret-value";
+  const subjectToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c3ViamVjdC10b2tlbi1zaWduYXR1cmU";
+  const claims = {
+    iss: "https://sts.example.com",
+    sub: `echo ${secret}`,
+    aud: ["api", btoa(secret)],
+    scope: encodeURIComponent(`x ${secret}`),
+    act: { sub: "ci", auth: "Basic Y2k6Y2xpZW50LXMzY3JldC12YWx1ZQ" },
+    exp: 1_000_060,
+    auth: `Basic ${btoa(`ci:${secret}`)}`,
+    echoed: subjectToken,
+    "an arbitrary claim": "anything",
+  };
+  const token = [{ alg: "RS256", kid: "k1", jku: "https://evil.example/keys" }, claims]
+    .map((part) => btoa(JSON.stringify(part)).replace(/=+$/, "")).join(".") + ".c2ln";
+  assert.equal(
+    explain("Issued token", token, [subjectToken, secret], 1_000_000_000),
+    'Issued token: header {"alg":"RS256","kid":"k1"} claims {"iss":"https://sts.example.com","sub":"echo ***","aud":["api","***"],"scope":"x%20***","act":{"sub":"ci"},"exp":1000060} and 3 other claims, not shown; expires in 60 s',
   );
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { discover, discoverTokenEndpoint } from "./_discovery.ts";
-import { DiscoveryError } from "./_errors.ts";
+import { DiscoveryError, TimeoutError } from "./_errors.ts";
+import { runBudget } from "./_http.ts";
 import { rejection } from "./tests/_rejection.ts";
 import { startTokenEndpoint } from "./tests/_token_endpoint.ts";
 
@@ -206,4 +207,60 @@ Deno.test("discoverTokenEndpoint() flattens and masks what the metadata says bef
     bad.message,
     'Discovered token endpoint "http://sts.example.com/ ^^^ +++" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1]); set token-endpoint instead of issuer',
   );
+});
+
+/**
+ * A hostile issuer on a virtual clock: every metadata URL answers 503 with `Retry-After: 30` three
+ * times, then redirects to another path that does the same, without end. Each request takes 200 ms.
+ */
+function hostileIssuer() {
+  let clock = 0;
+  const seen = new Map<string, number>();
+  const requests: number[] = [];
+  const fetch: typeof globalThis.fetch = (input) => {
+    const url = new URL(String(input instanceof Request ? input.url : input));
+    clock += 200;
+    requests.push(clock);
+    const count = (seen.get(url.href) ?? 0) + 1;
+    seen.set(url.href, count);
+    return Promise.resolve(
+      count <= 3
+        ? new Response("busy", { status: 503, headers: { "retry-after": "30" } })
+        : new Response(null, { status: 307, headers: { location: `${url.pathname}/next` } }),
+    );
+  };
+  const sleep = (ms: number) => {
+    clock += ms;
+    return Promise.resolve();
+  };
+  return { fetch, sleep, now: () => clock, requests, elapsed: () => clock };
+}
+
+Deno.test("discover() gives up at the run's deadline, whatever a hostile issuer does", async () => {
+  // Without a deadline, the same issuer holds a run for 2 URLs × 6 hops × 3 waits of 30 s: 18 min.
+  const unbounded = hostileIssuer();
+  const failure = await rejection(
+    discover("https://issuer.example.com", { ...unbounded, random: () => 0.5 }),
+  );
+  assert.ok(failure instanceof DiscoveryError, String(failure));
+  assert.equal(Math.round(unbounded.elapsed() / 60_000), 18);
+  // The CLI's deadline: (retries + 1) × timeout + 30 s, for every request and wait of the run.
+  const hostile = hostileIssuer();
+  const budget = runBudget(10_000, 3);
+  const error = await rejection(
+    discover("https://issuer.example.com", {
+      ...hostile,
+      random: () => 0.5,
+      timeout: 10_000,
+      retries: 3,
+      deadline: { at: budget, ms: budget },
+    }),
+  );
+  assert.ok(error instanceof TimeoutError, String(error));
+  assert.equal(
+    error.message,
+    'Issuer "https://issuer.example.com/.well-known/openid-configuration" kept this run waiting past its deadline, (retries + 1) × timeout + 30 s = 70 s for every request and wait of the run (after 3 attempts)',
+  );
+  assert.ok(hostile.elapsed() <= budget, `${hostile.elapsed()} ms`);
+  assert.equal(budget, 70_000);
 });

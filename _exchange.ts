@@ -81,7 +81,7 @@ export function describeForm(body: URLSearchParams): string {
  * const fakeFetch: typeof fetch = async (_url, init) => {
  *   sent.push(new URLSearchParams(String(init?.body)));
  *   return Response.json({
- *     access_token: "issued",
+ *     access_token: "issued-access-token",
  *     issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
  *     token_type: "Bearer",
  *   });
@@ -92,7 +92,7 @@ export function describeForm(body: URLSearchParams): string {
  *   audience: "https://api.example.com",
  *   fetch: fakeFetch,
  * });
- * assert.equal(result.accessToken, "issued");
+ * assert.equal(result.accessToken, "issued-access-token");
  * assert.deepEqual([...sent[0]!], [
  *   ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
  *   ["subject_token", "subject"],

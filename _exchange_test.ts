@@ -284,10 +284,10 @@ Deno.test("exchangeToken() uses an injected fetch", async () => {
     subjectToken: "s",
     fetch: (input) => {
       seen.push(String(input));
-      return Promise.resolve(tokenResponse({ access_token: "from-fake-fetch" }));
+      return Promise.resolve(tokenResponse({ access_token: "from-an-injected-fetch" }));
     },
   });
-  assert.equal(result.accessToken, "from-fake-fetch");
+  assert.equal(result.accessToken, "from-an-injected-fetch");
   assert.deepEqual(seen, ["https://sts.example.com/token"]);
 });
 

@@ -59,6 +59,23 @@ export interface HttpInternals {
    * framing holds a body to its `Content-Length`, and it ends the request when the signal aborts.
    */
   platformFetch?: boolean;
+  /**
+   * When the whole run (the CLI's: discovery, every attempt, every wait) must end, as `now()` counts,
+   * and how long it had; no attempt or wait goes past it.
+   */
+  deadline?: { at: number; ms: number };
+}
+
+/**
+ * How long one run of the CLI may take, whatever a server does: (retries + 1) × timeout, and the
+ * longest single wait a `Retry-After` may ask for.
+ *
+ * @param timeout The time for one attempt, in milliseconds.
+ * @param retries The extra attempts.
+ * @returns The run's budget in milliseconds.
+ */
+export function runBudget(timeout: number, retries: number): number {
+  return (retries + 1) * timeout + MAX_RETRY_AFTER_MS;
 }
 
 /** Checks the options shared by every request. */
@@ -310,13 +327,25 @@ export async function sendWithRetries(
   const caller = options.signal;
   const target = `${url.origin}${url.pathname}`;
   const attempts = retries + 1;
+  const deadline = options.deadline;
+  const left = () => deadline === undefined ? Infinity : deadline.at - now();
+  const pastDeadline = (made: number) =>
+    new TimeoutError(
+      `${what} "${target}" kept this run waiting past its deadline, (retries + 1) × timeout + 30 s = ${
+        seconds(deadline!.ms)
+      } for every request and wait of the run`,
+      deadline!.ms,
+      { attempts: made },
+    );
 
   for (let attempt = 1;; attempt++) {
     caller?.throwIfAborted();
+    if (left() <= 0) throw pastDeadline(attempt - 1);
     debug?.(`${init.method ?? "GET"} ${target} (attempt ${attempt} of ${attempts})`);
     // AbortSignal.timeout rather than setTimeout: in Deno the first setTimeout costs ~3 ms of
     // start-up, a fifth of a whole exchange.
-    const timer = AbortSignal.timeout(timeout);
+    const attemptTimeout = Math.min(timeout, left());
+    const timer = AbortSignal.timeout(attemptTimeout);
     const signal = caller ? AbortSignal.any([caller, timer]) : timer;
     // The platform's fetch ends the request and its body when the signal aborts; an injected
     // fetch may not, so its promises race the signal.
@@ -347,6 +376,7 @@ export async function sendWithRetries(
         });
       }
       if (timer.aborted) {
+        if (attemptTimeout < timeout) throw pastDeadline(attempt);
         if (attempt >= attempts) {
           throw new TimeoutError(
             `${what} "${target}" did not answer within ${seconds(timeout)}`,
@@ -365,6 +395,7 @@ export async function sendWithRetries(
       }
     }
     const wait = retryAfter ?? backoffDelay(attempt, random);
+    if (wait >= left()) throw pastDeadline(attempt);
     debug?.(
       `${retryReason}; retrying in ${seconds(wait)}${
         retryAfter === undefined ? "" : " (as Retry-After asks)"

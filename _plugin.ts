@@ -20,6 +20,7 @@ import {
   createFile,
   describePath,
   type EntryManifest,
+  EXTERNAL_DIRS,
   type FileRecord,
   makeEntryDir,
   MANIFEST,
@@ -173,9 +174,21 @@ function plan(config: PluginConfig): Plan {
   return { label, exports, secrets };
 }
 
-/** Two entries of one step may not export the same variable or write the same file. */
+/**
+ * Two entries of one step may not export the same variable or write the same file; and the client
+ * secret is never a variable that this plugin exports (a token it issued, a file's path).
+ */
 function checkConflicts(config: PluginConfig, entry: Plan, others: readonly EntryManifest[]) {
   const path = config.tokenFile?.kind === "path" ? config.tokenFile.path : undefined;
+  const secretEnv = config.exchange?.clientSecretEnv;
+  if (
+    secretEnv !== undefined &&
+    [entry, ...others].some((exporter) => exporter.exports.includes(secretEnv))
+  ) {
+    throw new UsageError(
+      "client-secret-env names a variable this plugin exports (a token it issued, or a file's path), which is never sent as a client secret: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET",
+    );
+  }
   for (const other of others) {
     const named = `this step's token-exchange entry ${other.number} (${other.label})`;
     const shared = entry.exports.find((name) => other.exports.includes(name));
@@ -375,7 +388,9 @@ async function obtain(
   tokens.subjectToken = await getSubjectToken(config.source, {}, env);
   onToken?.();
   if (session === undefined) return undefined;
-  await explainToken(session, config.source, tokens.subjectToken);
+  await explainToken(session, config.source, tokens.subjectToken, [
+    config.exchange?.clientSecret,
+  ]);
   return await exchangeFor(config.exchange!, tokens.subjectToken, session);
 }
 
@@ -469,6 +484,12 @@ function makeEntry(
     };
     if (config.refresh) {
       manifest.refresh = succeeded(obtained(config, subjectToken, result), undefined, jobTimeout());
+    }
+    if (written.files.length > 0) {
+      const dirs = new Set(
+        written.files.map((f) => f.path.slice(0, f.path.lastIndexOf("/")) || "/"),
+      );
+      writePrivateFile(`${made.dir}/${EXTERNAL_DIRS}`, `${[...dirs].join("\n")}\n`);
     }
     writePrivateFile(`${made.dir}/${MANIFEST}`, JSON.stringify(manifest));
     return { dir: made.dir, written, manifest };

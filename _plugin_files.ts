@@ -42,8 +42,11 @@ export class PluginError extends Error {
 
 /** The manifest's name in an entry's directory. */
 export const MANIFEST = "entry.json";
-/** The list of paths outside the entry's directory that pre-exit must ask the engine to remove. */
-export const EXTERNAL_FILES = "external-files";
+/**
+ * The directories of the entry's files outside its own directory, one per line: where the engine
+ * that removes them (in pre-exit, or for a job killed before it) must be let write.
+ */
+export const EXTERNAL_DIRS = "external-dirs";
 
 /** This process's user and group, which own what the plugin makes. */
 export interface Owner {

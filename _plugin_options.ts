@@ -333,94 +333,59 @@ export function checkExportName(name: string, option: string, example: string): 
   }
 }
 
-/** Variables the shell and the rest of the job rely on, by name. */
-const RELIED_ON = new Set([
-  "PATH",
-  "HOME",
-  "SHELL",
-  "IFS",
-  "PS1",
-  "PS2",
-  "PS3",
-  "PS4",
-  "ENV",
-  "BASH_ENV",
-  "CDPATH",
-  "GLOBIGNORE",
-  "SHELLOPTS",
-  "BASHOPTS",
-  "PROMPT_COMMAND",
-  "TMPDIR",
-  "USER",
-  "LOGNAME",
-  "PWD",
-  "OLDPWD",
-  "TERM",
-  "LANG",
-  "LANGUAGE",
-  "TZ",
-  "HOSTNAME",
-  "MAIL",
-  "MAILPATH",
-  "OPTIND",
-  "OPTARG",
-  "OPTERR",
-  "HISTFILE",
-  "RANDOM",
-  "SECONDS",
-  "LINENO",
-  "UID",
-  "EUID",
-  "PPID",
-  "POSIXLY_CORRECT",
-  "EDITOR",
-  "VISUAL",
-  "PAGER",
-  "SSLKEYLOGFILE",
-  "KUBECONFIG",
-  "NODE_OPTIONS",
-  "NODE_PATH",
-  "PYTHONPATH",
-  "PYTHONSTARTUP",
-  "PYTHONHOME",
-  "PERL5LIB",
-  "PERL5OPT",
-  "RUBYOPT",
-  "RUBYLIB",
-  "JAVA_TOOL_OPTIONS",
-  "_JAVA_OPTIONS",
-  "JDK_JAVA_OPTIONS",
-  "GOOGLE_APPLICATION_CREDENTIALS",
-  "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_ROLE_ARN",
-  "AWS_ROLE_SESSION_NAME",
-  "AWS_CONFIG_FILE",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "DOCKER_HOST",
-  "DOCKER_CONFIG",
-  "HTTP_PROXY",
-  "HTTPS_PROXY",
-  "ALL_PROXY",
-  "NO_PROXY",
-  "BUILDKITE",
-  "_",
-]);
+/**
+ * Names a variable the plugin exports may not have, each with why: names that common tools read as
+ * code, paths or configuration, so that an export could change what the job's tools do. Reviewed
+ * patterns rather than a short list; docs/security.md lists them.
+ */
+export const RESERVED_NAMES: readonly (readonly [RegExp, string])[] = [
+  [
+    /^(?:PATH|HOME|SHELL|IFS|PS[1-4]|ENV|CDPATH|GLOBIGNORE|SHELLOPTS|PROMPT_COMMAND|TMPDIR|TMP|TEMP|USER|LOGNAME|PWD|OLDPWD|TERM|TERMINFO|LANG|LANGUAGE|TZ|TZDIR|HOSTNAME|MAIL|MAILPATH|OPTIND|OPTARG|OPTERR|HISTFILE|RANDOM|SECONDS|LINENO|UID|EUID|PPID|GROUPS|POSIXLY_CORRECT|EDITOR|VISUAL|PAGER|MANPAGER|BROWSER|SSLKEYLOGFILE|BUILDKITE|_)$/,
+    "the shell and the rest of the job rely on",
+  ],
+  [/^(?:HTTPS?|ALL|NO|FTP)_PROXY$/i, "HTTP clients read as their proxy"],
+  [
+    /^(?:SSL_CERT_FILE|SSL_CERT_DIR|[A-Z_]*_CA_BUNDLE|[A-Z_]*_CA_CERTS?)$/,
+    "TLS clients read as the certificates they trust",
+  ],
+  [
+    /^(?:LD_|DYLD_|MALLOC_)|^(?:GCONV_PATH|GLIBC_TUNABLES|LOCPATH|HOSTALIASES|RES_OPTIONS|LOCALDOMAIN)$/,
+    "the dynamic linker and the C library read",
+  ],
+  [/^BUILDKITE_/, "the Buildkite agent owns"],
+  [/^BASH(?:_|$)/, "bash reads"],
+  [/^(?:GIT|SSH)_/, "git and ssh read"],
+  [/^TOKEN_EXCHANGE_/, "this plugin reads"],
+  [/(?:_OPTS|_OPTIONS|FLAGS)$/, "tools read as their command-line options"],
+  [/PATH$/, "tools read as where to find programs, libraries or files"],
+  [/_HOME$|^XDG_/, "tools read as where their files are"],
+  [
+    /^(?:PYTHON|NODE_|RUBY|PERL|JAVA|_JAVA_|JDK_|CARGO_|RUSTC|RUSTUP_|PIP_|NPM_CONFIG_|npm_config_|YARN_|BUNDLE_|GEM_|DENO_|LC_|LESS|CGO_)/,
+    "a language's runtime or package manager reads as code or configuration",
+  ],
+  [
+    /^(?:GO(?:FLAGS|PROXY|PATH|ROOT|BIN|CACHE|ENV|OS|ARCH|PRIVATE|NOPROXY|NOSUMDB|SUMDB|INSECURE|TOOLCHAIN|EXPERIMENT|DEBUG|MODCACHE|WORK|AMD64|ARM|386|TELEMETRY)|GCCGO)$/,
+    "the Go toolchain reads as configuration",
+  ],
+  [
+    /^(?:CC|CXX|CPP|LD|AR|AS|NM|RANLIB|STRIP|MAKE|MAKEFILES|CMAKE_[A-Z_]*)$/,
+    "build tools run as a compiler or read as configuration",
+  ],
+  [
+    /^(?:KUBECONFIG|GOOGLE_APPLICATION_CREDENTIALS|CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE|CLOUDSDK_CONFIG|AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE|AWS_WEB_IDENTITY_TOKEN_FILE|AWS_ROLE_ARN|AWS_ROLE_SESSION_NAME|AWS_PROFILE|DOCKER_HOST|DOCKER_CONFIG|DOCKER_CERT_PATH)$/,
+    "a cloud or container tool reads as where its credentials or configuration are",
+  ],
+];
 
-/** Why a variable may not be exported, or `undefined` when it may. */
-function reservedBecause(name: string): string | undefined {
-  if (RELIED_ON.has(name) || /^(?:https?|all|no)_proxy$/i.test(name)) {
-    return "the shell and the rest of the job rely on";
-  }
-  const prefixes: [RegExp, string][] = [
-    [/^(?:LD|DYLD)_/, "the dynamic linker reads"],
-    [/^BUILDKITE_/, "the Buildkite agent owns"],
-    [/^BASH(?:_|$)/, "bash reads"],
-    [/^(?:GIT|SSH)_/, "git and ssh read"],
-    [/^(?:DENO_|NPM_CONFIG_|npm_config_|LC_)/, "other tools of the job read"],
-    [/^TOKEN_EXCHANGE_/, "this plugin reads"],
-  ];
-  return prefixes.find(([pattern]) => pattern.test(name))?.[1];
+/**
+ * Why a variable may not be exported, or `undefined` when it may. A name that ends in `_TOKEN`
+ * stays allowed (`GITHUB_TOKEN`, `VAULT_TOKEN`, `NODE_AUTH_TOKEN`, `GOOGLE_OAUTH_ACCESS_TOKEN`):
+ * exporting the token where a tool looks for it is the point; but never the agent's or this
+ * plugin's own.
+ */
+export function reservedBecause(name: string): string | undefined {
+  if (/_TOKEN$/.test(name) && !/^(?:BUILDKITE|TOKEN_EXCHANGE)_/.test(name)) return undefined;
+  return RESERVED_NAMES.find(([pattern]) => pattern.test(name))?.[1];
 }
 
 /** `token-file`: `true`, or a path (`~/` is the home directory, a relative one the checkout's). */

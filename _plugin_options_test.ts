@@ -8,6 +8,7 @@ import {
   PLUGIN_OPTIONS,
   type PluginConfig,
   readPluginConfig,
+  RESERVED_NAMES,
 } from "./_plugin_options.ts";
 import { buildkiteAgentArgs } from "./_subject_token.ts";
 
@@ -202,44 +203,65 @@ Deno.test("readPluginConfig() chooses the mode, and refuses options that have no
   );
 });
 
-Deno.test("readPluginConfig() refuses env-var and oidc-token-file names the job relies on", () => {
-  const cases: [string, string][] = [
-    [
-      "MY-TOKEN",
-      'env-var is "MY-TOKEN", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN',
-    ],
-    [
-      "PATH",
-      'env-var is "PATH", a variable the shell and the rest of the job rely on: use a name of your own such as FEDERATED_ACCESS_TOKEN',
-    ],
-    [
-      "https_proxy",
-      'env-var is "https_proxy", a variable the shell and the rest of the job rely on: use a name of your own such as FEDERATED_ACCESS_TOKEN',
-    ],
-    [
-      "LD_PRELOAD",
-      'env-var is "LD_PRELOAD", a variable the dynamic linker reads: use a name of your own such as FEDERATED_ACCESS_TOKEN',
-    ],
-    [
-      "BUILDKITE_AGENT_ACCESS_TOKEN",
-      'env-var is "BUILDKITE_AGENT_ACCESS_TOKEN", a variable the Buildkite agent owns: use a name of your own such as FEDERATED_ACCESS_TOKEN',
-    ],
-    [
-      "GIT_ASKPASS",
-      'env-var is "GIT_ASKPASS", a variable git and ssh read: use a name of your own such as FEDERATED_ACCESS_TOKEN',
-    ],
-    [
-      "TOKEN_EXCHANGE_CACHE_DIR",
-      'env-var is "TOKEN_EXCHANGE_CACHE_DIR", a variable this plugin reads: use a name of your own such as FEDERATED_ACCESS_TOKEN',
-    ],
-  ];
-  for (const [name, message] of cases) {
-    assert.equal(mistake({ "token-endpoint": ENDPOINT, "env-var": name }), message);
-  }
+Deno.test("readPluginConfig() refuses env-var and oidc-token-file names that tools read as code, paths or configuration", () => {
   assert.equal(
-    read({ "token-endpoint": ENDPOINT, "env-var": "GCP_ACCESS_TOKEN" }).envVar,
-    "GCP_ACCESS_TOKEN",
+    mistake({ "token-endpoint": ENDPOINT, "env-var": "MY-TOKEN" }),
+    'env-var is "MY-TOKEN", not an environment variable name: use a name such as FEDERATED_ACCESS_TOKEN',
   );
+  const refused: [string, string][] = [
+    ["PATH", "the shell and the rest of the job rely on"],
+    ["PS4", "the shell and the rest of the job rely on"],
+    ["ENV", "the shell and the rest of the job rely on"],
+    ["PROMPT_COMMAND", "the shell and the rest of the job rely on"],
+    ["https_proxy", "HTTP clients read as their proxy"],
+    ["LD_PRELOAD", "the dynamic linker and the C library read"],
+    ["GCONV_PATH", "the dynamic linker and the C library read"],
+    ["GLIBC_TUNABLES", "the dynamic linker and the C library read"],
+    ["BUILDKITE_AGENT_ACCESS_TOKEN", "the Buildkite agent owns"],
+    ["BASH_ENV", "bash reads"],
+    ["GIT_ASKPASS", "git and ssh read"],
+    ["TOKEN_EXCHANGE_CACHE_DIR", "this plugin reads"],
+    ["MAVEN_OPTS", "tools read as their command-line options"],
+    ["JDK_JAVA_OPTIONS", "tools read as their command-line options"],
+    ["GOFLAGS", "tools read as their command-line options"],
+    ["MAKEFLAGS", "tools read as their command-line options"],
+    ["PKG_CONFIG_PATH", "tools read as where to find programs, libraries or files"],
+    ["GOPATH", "tools read as where to find programs, libraries or files"],
+    ["CARGO_HOME", "tools read as where their files are"],
+    ["XDG_CACHE_HOME", "tools read as where their files are"],
+    ["PYTHONSTARTUP", "a language's runtime or package manager reads as code or configuration"],
+    ["NODE_OPTIONS", "tools read as their command-line options"],
+    ["RUSTC_WRAPPER", "a language's runtime or package manager reads as code or configuration"],
+    ["PIP_INDEX_URL", "a language's runtime or package manager reads as code or configuration"],
+    ["PERLLIB", "a language's runtime or package manager reads as code or configuration"],
+    ["LESSOPEN", "a language's runtime or package manager reads as code or configuration"],
+    ["GOPROXY", "the Go toolchain reads as configuration"],
+    ["CC", "build tools run as a compiler or read as configuration"],
+    ["CXX", "build tools run as a compiler or read as configuration"],
+    ["SSL_CERT_FILE", "TLS clients read as the certificates they trust"],
+    ["NODE_EXTRA_CA_CERTS", "TLS clients read as the certificates they trust"],
+    ["KUBECONFIG", "a cloud or container tool reads as where its credentials or configuration are"],
+  ];
+  for (const [name, why] of refused) {
+    assert.equal(
+      mistake({ "token-endpoint": ENDPOINT, "env-var": name }),
+      `env-var is "${name}", a variable ${why}: use a name of your own such as FEDERATED_ACCESS_TOKEN`,
+      name,
+    );
+  }
+  // Names a tool reads as its access token stay allowed: exporting the token there is the point.
+  for (
+    const name of [
+      "GOOGLE_OAUTH_ACCESS_TOKEN",
+      "CLOUDSDK_AUTH_ACCESS_TOKEN",
+      "GITHUB_TOKEN",
+      "VAULT_TOKEN",
+      "NODE_AUTH_TOKEN",
+      "GCP_ACCESS_TOKEN",
+    ]
+  ) {
+    assert.equal(read({ "token-endpoint": ENDPOINT, "env-var": name }).envVar, name);
+  }
   assert.equal(
     mistake({ "token-endpoint": ENDPOINT, "oidc-token-file": "PATH" }),
     'oidc-token-file is "PATH", a variable the shell and the rest of the job rely on: use a name of your own such as BUILDKITE_OIDC_TOKEN_FILE',
@@ -393,4 +415,12 @@ Deno.test("the engine knows exactly the options plugin.yml declares, and which o
     properties.filter(([, spec]) => [spec.type].flat().includes("array")).map(([name]) => name)
       .sort(),
   );
+});
+
+Deno.test("docs/security.md lists every reason env-var gives for a name it refuses", async () => {
+  const docs = await Deno.readTextFile(new URL("docs/security.md", import.meta.url));
+  for (const [pattern, why] of RESERVED_NAMES) {
+    const row = new RegExp(`\\| ${why.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} +\\|`);
+    assert.match(docs, row, `docs/security.md lacks "${why}" (${pattern})`);
+  }
 });

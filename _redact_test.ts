@@ -106,3 +106,72 @@ Deno.test("summarise() masks a secret that flattening onto one line would rebuil
     '"***" "***" "***"',
   );
 });
+
+Deno.test("maskSecrets() masks a secret in every form it may be echoed in", () => {
+  const secret = "S3cr:et%2F/ü+x y&z~1";
+  const bytes = (text: string) => String.fromCharCode(...new TextEncoder().encode(text));
+  const b64 = (text: string) => btoa(bytes(text));
+  const b64url = (text: string) => b64(text).replaceAll("+", "-").replaceAll("/", "_");
+  const percent = encodeURIComponent(secret);
+  const forms: Record<string, string> = {
+    "as it is": secret,
+    "percent-encoded": percent,
+    "percent-encoded, lower-case hex": percent.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()),
+    "percent-encoded, / left plain": percent.replaceAll("%2F", "/"),
+    "percent-encoded twice": encodeURIComponent(percent),
+    "percent-encoded twice, lower-case hex": encodeURIComponent(
+      percent.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()),
+    ),
+    "form-encoded": new URLSearchParams({ x: secret }).toString().slice(2),
+    "JSON-escaped": JSON.stringify(secret),
+    "JSON-escaped with \\/": JSON.stringify(secret).replaceAll("/", "\\/"),
+    "JSON-escaped as ASCII": JSON.stringify(secret).replace("ü", "\\u00fc"),
+    "JSON-escaped as ASCII, upper-case hex": JSON.stringify(secret).replace("ü", "\\u00FC"),
+    "base64": b64(secret),
+    "base64 without padding": b64(secret).replace(/=+$/, ""),
+    "base64url": b64url(secret),
+    // RFC 6749 §2.3.1: the ID and the secret form-encoded, then base64.
+    "the Basic credentials": `Basic ${
+      b64(`ci:${new URLSearchParams([["", secret]]).toString().slice(1)}`)
+    }`,
+  };
+  for (const [name, form] of Object.entries(forms)) {
+    const masked = maskSecrets(`echo: ${form} ok`, [secret]);
+    assert.ok(
+      masked.startsWith("echo: ") && masked.endsWith(" ok") && masked.includes("***"),
+      name,
+    );
+    assert.ok(!masked.includes(form.replace(/^Basic /, "")), `${name}: ${masked}`);
+  }
+  // Inside a longer base64 value, at each alignment: none of what only the secret decides is left.
+  for (const prefix of ["", "a", "ab", "abc:"]) {
+    for (const encode of [b64, b64url]) {
+      const whole = encode(`${prefix}${secret}!`);
+      const masked = maskSecrets(whole, [secret]);
+      const core = encode(`${prefix}${secret}`).slice(Math.ceil(prefix.length * 8 / 6), -4);
+      for (let i = 0; i + 8 <= core.length; i++) {
+        assert.ok(!masked.includes(core.slice(i, i + 8)), `${prefix}: ${masked}`);
+      }
+    }
+  }
+});
+
+Deno.test("maskSecrets() leaves text that only looks a little like a secret", () => {
+  assert.equal(
+    maskSecrets("a short secret is ab, and here is aGVsbG8", ["ab", "xyz"]),
+    "a short secret is ab, and here is aGVsbG8",
+  );
+});
+
+Deno.test("oneLine() shows bidi controls and zero-width characters by their code, so nothing is reordered or hidden", () => {
+  assert.equal(
+    oneLine(
+      "invalid_grant: \u202Egnp.exe\u202C at \u2066x\u2069\u200B\u200D\uFEFFok\u00AD", /* U+FEFF is JavaScript whitespace: a space */
+    ),
+    "invalid_grant: \\u202egnp.exe\\u202c at \\u2066x\\u2069\\u200b\\u200d ok\\u00ad",
+  );
+  for (let code = 0; code <= 0xffff; code++) {
+    const line = oneLine(`a${String.fromCharCode(code)}b`);
+    assert.doesNotMatch(line, /\p{Cf}/u, `U+${code.toString(16)}`);
+  }
+});

@@ -24,16 +24,16 @@ import { summarise } from "./_redact.ts";
  * import assert from "node:assert/strict";
  *
  * const result: TokenExchangeResponse = await processTokenExchangeResponse(
- *   Response.json({ access_token: "opaque", token_type: "Bearer" }),
+ *   Response.json({ access_token: "an-opaque-access-token", token_type: "Bearer" }),
  * );
  * assert.deepEqual(result, {
- *   accessToken: "opaque",
+ *   accessToken: "an-opaque-access-token",
  *   issuedTokenType: undefined,
  *   tokenType: "Bearer",
  *   expiresIn: undefined,
  *   scope: undefined,
  *   refreshToken: undefined,
- *   raw: { access_token: "opaque", token_type: "Bearer" },
+ *   raw: { access_token: "an-opaque-access-token", token_type: "Bearer" },
  * });
  * ```
  */
@@ -120,6 +120,12 @@ export const MAX_TOKEN_LENGTH = 64 * 1024;
  * @param token The token.
  * @returns Which rule the token breaks, or `undefined`.
  */
+/**
+ * The fewest characters an issued token may have: a shorter one could not be masked in a job's log
+ * without masking ordinary words with it (`redactor add` masks every occurrence).
+ */
+export const MIN_TOKEN_LENGTH = 16;
+
 export function tokenProblem(token: string): string | undefined {
   if (token.length > MAX_TOKEN_LENGTH) {
     return `is ${token.length} characters long, more than the ${MAX_TOKEN_LENGTH} allowed`;
@@ -191,7 +197,7 @@ function toOAuthError(
  * @throws {OAuthError} For an OAuth 2.0 error response (RFC 6749 §5.2), whatever the status.
  * @throws {HttpStatusError} For another error status; its message summarises the body.
  * @throws {InvalidResponseError} For a 2xx other than 200, a body that is not a JSON object, or no
- * usable `access_token` (missing, empty, not printable ASCII, or over 64 KiB).
+ * usable `access_token` (missing, empty, not printable ASCII, under 16 characters or over 64 KiB).
  * @throws {ResponseTooLargeError} For a body over 1 MiB.
  *
  * @example Processing a response
@@ -200,13 +206,13 @@ function toOAuthError(
  * import assert from "node:assert/strict";
  *
  * const response = Response.json({
- *   access_token: "ya29.example",
+ *   access_token: "ya29.an-example-access-token",
  *   issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
  *   token_type: "Bearer",
  *   expires_in: 3599,
  * });
  * const result = await processTokenExchangeResponse(response);
- * assert.equal(result.accessToken, "ya29.example");
+ * assert.equal(result.accessToken, "ya29.an-example-access-token");
  * assert.equal(result.expiresIn, 3599);
  * ```
  */
@@ -356,7 +362,9 @@ function checkAccessToken(
   if (json.access_token.trim() === "") {
     throw new InvalidResponseError(`${WHAT} answered HTTP 200 with an empty "access_token"`, meta);
   }
-  const problem = tokenProblem(json.access_token);
+  const problem = json.access_token.length < MIN_TOKEN_LENGTH
+    ? `is ${json.access_token.length} characters long, fewer than the ${MIN_TOKEN_LENGTH} a token needs to be masked in logs without masking ordinary words`
+    : tokenProblem(json.access_token);
   if (problem !== undefined) {
     throw new InvalidResponseError(
       `${WHAT} answered HTTP 200 with an "access_token" that ${problem}`,

@@ -9,6 +9,9 @@ import {
 import { processTokenExchangeResponse } from "./_response.ts";
 import { rejection as rejected } from "./tests/_rejection.ts";
 
+/** An issued token long enough to pass (16 characters at least). */
+const AT = "issued-access-token";
+
 const SECRET = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
 
 /** The error processing the response throws, with SECRET as a known secret. */
@@ -18,7 +21,7 @@ function rejection(response: Response): Promise<Error> {
 
 Deno.test("processTokenExchangeResponse() returns every field of a full response", async () => {
   const raw = {
-    access_token: "at",
+    access_token: AT,
     issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
     token_type: "Bearer",
     expires_in: 3600,
@@ -27,7 +30,7 @@ Deno.test("processTokenExchangeResponse() returns every field of a full response
     extra: true,
   };
   assert.deepEqual(await processTokenExchangeResponse(Response.json(raw)), {
-    accessToken: "at",
+    accessToken: AT,
     issuedTokenType: "urn:ietf:params:oauth:token-type:access_token",
     tokenType: "Bearer",
     expiresIn: 3600,
@@ -40,10 +43,10 @@ Deno.test("processTokenExchangeResponse() returns every field of a full response
 Deno.test("processTokenExchangeResponse() tolerates a missing issued_token_type and token_type, and says so", async () => {
   const lines: string[] = [];
   const result = await processTokenExchangeResponse(
-    new Response('{"access_token":"at"}', { headers: { "content-type": "text/plain" } }),
+    new Response(`{"access_token":"${AT}"}`, { headers: { "content-type": "text/plain" } }),
     { onDebug: (line) => lines.push(line) },
   );
-  assert.equal(result.accessToken, "at");
+  assert.equal(result.accessToken, AT);
   assert.equal(result.issuedTokenType, undefined);
   assert.equal(result.tokenType, undefined);
   assert.deepEqual(lines, [
@@ -55,11 +58,11 @@ Deno.test("processTokenExchangeResponse() tolerates a missing issued_token_type 
 
 Deno.test("processTokenExchangeResponse() reads a numeric string expires_in and ignores a nonsense one", async () => {
   const numeric = await processTokenExchangeResponse(
-    Response.json({ access_token: "at", expires_in: "120" }),
+    Response.json({ access_token: AT, expires_in: "120" }),
   );
   assert.equal(numeric.expiresIn, 120);
   const nonsense = await processTokenExchangeResponse(
-    Response.json({ access_token: "at", expires_in: "soon" }),
+    Response.json({ access_token: AT, expires_in: "soon" }),
   );
   assert.equal(nonsense.expiresIn, undefined);
 });
@@ -69,9 +72,9 @@ Deno.test("processTokenExchangeResponse() accepts a UTF-8 byte order mark", asyn
     0xef,
     0xbb,
     0xbf,
-    ...new TextEncoder().encode('{"access_token":"at"}'),
+    ...new TextEncoder().encode(`{"access_token":"${AT}"}`),
   ]);
-  assert.equal((await processTokenExchangeResponse(new Response(body))).accessToken, "at");
+  assert.equal((await processTokenExchangeResponse(new Response(body))).accessToken, AT);
 });
 
 Deno.test("processTokenExchangeResponse() turns an RFC 6749 §5.2 error into an OAuthError with all its fields", async () => {
@@ -152,11 +155,11 @@ Deno.test("processTokenExchangeResponse() refuses a redirect and names the Locat
 });
 
 Deno.test("processTokenExchangeResponse() refuses a 2xx other than 200", async () => {
-  const error = await rejection(Response.json({ access_token: "at" }, { status: 201 }));
+  const error = await rejection(Response.json({ access_token: AT }, { status: 201 }));
   assert.ok(error instanceof InvalidResponseError);
   assert.equal(
     error.message,
-    "Token endpoint answered HTTP 201 (application/json, 21 bytes), but a token response must be HTTP 200 (RFC 6749 §5.1)",
+    "Token endpoint answered HTTP 201 (application/json, 38 bytes), but a token response must be HTTP 200 (RFC 6749 §5.1)",
   );
 });
 
@@ -303,8 +306,13 @@ Deno.test("processTokenExchangeResponse() masks credential fields a server quote
   assert.equal(oauth.errorDescription, "got refresh_token=*** and client_secret: ***");
 });
 
-Deno.test("processTokenExchangeResponse() checks the issued token is printable ASCII of at most 64 KiB, never quoting it", async (t) => {
+Deno.test("processTokenExchangeResponse() checks the issued token is printable ASCII of 16 characters to 64 KiB, never quoting it", async (t) => {
   const cases: [string, string, string][] = [
+    [
+      "fewer than 16 characters",
+      "error",
+      'Token endpoint answered HTTP 200 with an "access_token" that is 5 characters long, fewer than the 16 a token needs to be masked in logs without masking ordinary words',
+    ],
     [
       "a line break",
       "good-start\n^^^ +++",
@@ -312,22 +320,22 @@ Deno.test("processTokenExchangeResponse() checks the issued token is printable A
     ],
     [
       "an escape sequence",
-      "tok\u001b]0;title\u0007",
+      "tok\u001b]0;title\u0007-long-enough",
       'Token endpoint answered HTTP 200 with an "access_token" that has U+001B at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
     ],
     [
       "DEL",
-      "tok\u007f",
+      "tok\u007f-long-enough-token",
       'Token endpoint answered HTTP 200 with an "access_token" that has U+007F at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
     ],
     [
       "a C1 control (CSI)",
-      "tok\u009b31m",
+      "tok\u009b31m-long-enough-token",
       'Token endpoint answered HTTP 200 with an "access_token" that has U+009B at character 4, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
     ],
     [
       "non-ASCII",
-      "tökén",
+      "tökén-long-enough-token",
       'Token endpoint answered HTTP 200 with an "access_token" that has U+00F6 at character 2, where only printable ASCII (%x20-7E, RFC 6749 Appendix A.12) is allowed',
     ],
     [

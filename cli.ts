@@ -167,7 +167,7 @@ async function run(config: CliConfig, env: Env): Promise<number> {
   let subjectToken: string | undefined;
   try {
     subjectToken = await getSubjectToken(config.source, session.http, env);
-    await explainToken(session, config.source, subjectToken);
+    await explainToken(session, config.source, subjectToken, [config.clientSecret]);
     const result = await exchangeFor(config, subjectToken, session);
     console.log(await output(config, result));
     return 0;

@@ -129,6 +129,18 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   };
 }
 
+/**
+ * Removes what a hook run leaves in TMPDIR until its pre-exit: the job's private directory. Between
+ * timed runs, untimed, so that each run finds the TMPDIR of a host with no other job on it.
+ */
+export async function removeJobDirs(tmp: string): Promise<void> {
+  for await (const entry of Deno.readDir(tmp)) {
+    if (entry.name.startsWith("token-exchange-")) {
+      await Deno.remove(`${tmp}/${entry.name}`, { recursive: true });
+    }
+  }
+}
+
 /** The median of some numbers. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);

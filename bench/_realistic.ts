@@ -26,6 +26,7 @@ import {
   loadAverage,
   median,
   ms,
+  removeJobDirs,
   ROOT,
   startTokenEndpoint,
   timeCommand,
@@ -400,6 +401,7 @@ async function reportProcesses(
   const traced = new Map<string, ProcessSummary | undefined>();
   for (const v of variants.filter((v) => ["h", "ha", "hg", "v"].includes(v.name))) {
     traced.set(v.name, await traceProcesses(v.command, { ...env, ...v.env }));
+    await removeJobDirs(env.TMPDIR!);
   }
   let ok = true;
   console.log("\nProcesses started on success (item 5), by strace -f:");
@@ -446,12 +448,11 @@ export async function realisticBench(options: BenchOptions): Promise<void> {
       `${options.runs} interleaved runs after ${WARMUP} warm-up runs, on ${machine.text}`,
     );
     const loadBefore = await loadAverage();
-    const times = await interleave(
-      variants,
-      options.runs,
-      WARMUP,
-      (v) => timeCommand(v.command, { ...setup.env, ...v.env }, v.what),
-    );
+    const times = await interleave(variants, options.runs, WARMUP, async (v) => {
+      const elapsed = await timeCommand(v.command, { ...setup.env, ...v.env }, v.what);
+      await removeJobDirs(setup.work);
+      return elapsed;
+    });
     const load = `load average ${loadBefore} before, ${await loadAverage()} after`;
     console.log(load);
     const medians = new Map([...times].map(([name, values]) => [name, median(values)]));

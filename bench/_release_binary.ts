@@ -1,14 +1,17 @@
-// `deno task bench --release-binary`: what an agent without Deno pays for the release binary
-// (issue 11, item 4). The hook verifies the binary's SHA-256 before every run, then starts it; the
-// download happens once per version. So this times, interleaved with the Deno figures:
-//   sha256sum of the binary (page cache warm, and cold when python3 can evict the file; and openssl
-//   dgst for scale, which uses the CPU's SHA instructions where coreutils' sha256sum may not),
-//   an exchange through the binary, an exchange through `deno run cli.ts`, and the floor;
-// and, for the one-off download, how much gzip -9 and xz -6 (tools every agent has; xz nearly
-// every) would save and what unpacking costs, with the bandwidth below which serving it compressed
-// pays. xz packs single-threaded (-T1): one block, which any xz unpacks, and on one thread. Without --binary PATH (a `deno compile` of cli.ts) the binary is a copy of the running
-// Deno, which is what `deno compile` embeds (the Deno runtime plus the program): the right size,
-// and started as `deno run cli.ts`, since `deno compile` needs the internet for its runtime.
+// `deno task bench --release-binary`: what a job on an agent without Deno pays for the release
+// binary, after its one download, against a job with Deno. The hook verifies the binary's SHA-256
+// once, when it downloads it; before each run it only checks, with one `find`, that no other user
+// could have changed it since (lib/binary.bash), while the agent answers. So this times, interleaved:
+//   (w) the environment hook with Deno on PATH, and (n) without, with the binary in its cache, each
+//   with a stand-in agent as slow as a real one (bench/bin), and (w0, n0) with one that answers at
+//   once (tests/bin), the worst case;
+//   (k) the cache check alone, and (s) hashing the binary, which the hook no longer does per run;
+//   (f) the floor, one Deno fetch;
+// and, for the one-off download, how much gzip -9 and xz -6 would save and what unpacking costs,
+// with the bandwidth below which serving it compressed pays. With --binary PATH (a `deno compile`
+// of cli.ts) that binary is timed; without it, a stand-in of the real size: a small program that
+// runs `deno run cli.ts` with the arguments it is given (what a compiled binary does), padded with
+// zeros to the size of the running Deno, which is what `deno compile` embeds.
 
 import {
   type BenchOptions,
@@ -19,6 +22,7 @@ import {
   loadAverage,
   median,
   ms,
+  removeJobDirs,
   ROOT,
   startTokenEndpoint,
   SUBJECT_TOKEN,
@@ -32,16 +36,15 @@ interface Variant {
   name: string;
   what: string;
   command: string[];
-  /** Runs before each timed run, untimed. */
-  before?: () => Promise<void>;
+  env?: Record<string, string>;
 }
 
-/** The binary being timed: its copy in the work directory, and whether it stands in for one. */
+/** The binary being timed, in the cache of a copy of the plugin, and how it was made. */
 interface Binary {
   path: string;
   size: number;
-  /** A copy of the running Deno, started as `deno run cli.ts`: no --binary was given. */
-  standIn: boolean;
+  /** How the stand-in was made, or undefined for a real binary (--binary). */
+  standIn: string | undefined;
 }
 
 /** One compressed download: its size and the median time to unpack it. */
@@ -55,7 +58,7 @@ interface Packed {
 interface Report {
   /** The table's rows: letter, what, median. */
   rows: string[][];
-  /** The ratios of verifying (and exchanging) to an exchange through Deno. */
+  /** The ratio a job without Deno costs to one with it. */
   verdict: string;
   /** One line for each compression of the download. */
   compressionLines: string[];
@@ -77,87 +80,146 @@ async function run(command: string[]): Promise<void> {
   }
 }
 
-/** Copies the binary (or, without --binary, the running Deno) into WORK, read-only. */
-async function copyBinary(binary: string | undefined, work: string): Promise<Binary> {
-  const path = `${work}/token-exchange-${Deno.build.arch}-unknown-${Deno.build.os}-gnu`;
-  await Deno.copyFile(binary ?? DENO, path);
-  await Deno.chmod(path, 0o555);
-  return { path, size: (await Deno.stat(path)).size, standIn: binary === undefined };
+/**
+ * A stand-in for the release binary at PATH: a C program that runs `deno run cli.ts` with every
+ * permission (as the compiled binary has them) and its own arguments, padded to Deno's size; or,
+ * without a C compiler, a bash script that does the same (a few milliseconds slower to start).
+ */
+async function makeStandIn(path: string): Promise<string> {
+  const deno = JSON.stringify(DENO);
+  const cli = JSON.stringify(`${ROOT}/cli.ts`);
+  await Deno.writeTextFile(
+    `${path}.c`,
+    `#include <unistd.h>
+int main(int argc, char **argv) {
+  char *args[argc + 9];
+  char *fixed[] = {${deno}, "run", "--no-config", "--no-lock", "--no-remote", "--no-prompt", "-A", ${cli}};
+  for (int i = 0; i < 8; i++) args[i] = fixed[i];
+  for (int i = 1; i < argc; i++) args[7 + i] = argv[i];
+  args[7 + argc] = 0;
+  execv(args[0], args);
+  return 127;
 }
-
-/** The environment every timed command runs in: no stand-in agent needed, no update check. */
-function releaseEnv(): Record<string, string> {
-  return {
-    PATH: "/usr/local/bin:/usr/bin:/bin",
-    HOME: Deno.env.get("HOME") ?? "/tmp",
-    SUBJECT_TOKEN,
-    DENO_NO_UPDATE_CHECK: "1",
-    ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-  };
-}
-
-/** Drops the file's clean pages from the page cache, with posix_fadvise(DONTNEED): no root needed. */
-function evictFromPageCache(path: string): Promise<void> {
-  return run([
-    "python3",
-    "-c",
-    "import os,sys;fd=os.open(sys.argv[1],os.O_RDONLY);os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED);os.close(fd)",
+`,
+  );
+  const cc = await new Deno.Command("cc", { args: ["-O2", "-o", path, `${path}.c`] }).output()
+    .catch(() => undefined);
+  if (cc?.success) {
+    const program = await Deno.readFile(path);
+    const padded = new Uint8Array((await Deno.stat(DENO)).size);
+    padded.set(program);
+    await Deno.writeFile(path, padded);
+    return `a C program that runs \`deno run cli.ts\`, padded to the size of Deno ${Deno.version.deno}`;
+  }
+  await Deno.writeTextFile(
     path,
-  ]);
+    `#!/usr/bin/env bash\nexec ${deno} run --no-config --no-lock --no-remote --no-prompt -A ${cli} "$@"\n`,
+  );
+  return "a bash script that runs `deno run cli.ts` (no C compiler here: not of the real size)";
 }
 
-/** The ways to verify and to exchange that the table compares; o and c only where they can run. */
+/** A copy of the plugin whose dist/SHA256SUMS pins the binary, which is in its cache, read-only. */
+async function pluginWithBinary(
+  work: string,
+  given: string | undefined,
+): Promise<{ plugin: string; cache: string; binary: Binary }> {
+  const plugin = `${work}/plugin`;
+  const cache = `${work}/cache`;
+  await Deno.mkdir(`${plugin}/dist`, { recursive: true });
+  await Deno.mkdir(cache, { mode: 0o700 });
+  await run(["cp", "-R", `${ROOT}/hooks`, `${ROOT}/lib`, `${ROOT}/deno.json`, `${plugin}/`]);
+  const target = `${Deno.build.arch}-${
+    Deno.build.os === "darwin" ? "apple-darwin" : "unknown-linux-gnu"
+  }`;
+  const built = `${work}/token-exchange-${target}`;
+  let standIn: string | undefined;
+  if (given === undefined) standIn = await makeStandIn(built);
+  else await Deno.copyFile(given, built);
+  const sha256 = Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(built))),
+    (byte) => byte.toString(16).padStart(2, "0"),
+  ).join("");
+  await Deno.writeTextFile(`${plugin}/dist/SHA256SUMS`, `${sha256}  token-exchange-${target}\n`);
+  const path = `${cache}/token-exchange-${target}-${sha256}`;
+  await Deno.rename(built, path);
+  await Deno.chmod(path, 0o500);
+  return { plugin, cache, binary: { path, size: (await Deno.stat(path)).size, standIn } };
+}
+
+/** A bin directory with every program of the system's but deno. */
+async function pathWithoutDeno(work: string): Promise<string> {
+  const bin = `${work}/bin`;
+  await Deno.mkdir(bin);
+  for (const system of ["/usr/local/bin", "/usr/bin", "/bin"]) {
+    for await (const entry of Deno.readDir(system)) {
+      if (entry.name === "deno" || entry.isDirectory) continue;
+      await Deno.symlink(`${system}/${entry.name}`, `${bin}/${entry.name}`).catch(() => {});
+    }
+  }
+  return bin;
+}
+
+/** A hook run, as a job of its own (the hook keeps a record under the job's ID until pre-exit). */
+function hook(plugin: string): string[] {
+  return [
+    "bash",
+    "-c",
+    `export BUILDKITE_JOB_ID="bench-$$"; set -euo pipefail; source ${
+      JSON.stringify(`${plugin}/hooks/environment`)
+    } >/dev/null`,
+  ];
+}
+
+/** The jobs with and without Deno, and what the one without does beyond it, for scale. */
 async function releaseVariants(
-  binary: Binary,
+  work: string,
+  setup: { plugin: string; cache: string; binary: Binary },
   token: { endpoint: string; host: string },
 ): Promise<Variant[]> {
-  const cliArgs = ["--token-endpoint", token.endpoint, "--subject-token-env", "SUBJECT_TOKEN"];
-  const denoRun = [
-    "run",
-    "--no-config",
-    "--no-lock",
-    "--no-remote",
-    "--no-prompt",
-    `--allow-net=${token.host}`,
-    "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,SUBJECT_TOKEN",
-    `${ROOT}/cli.ts`,
+  const hash = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
+      .output().then((o) => o.success, () => false)
+    ? ["openssl", "dgst", "-sha256", setup.binary.path]
+    : ["sha256sum", setup.binary.path];
+  const denoPath = `${DENO.replace(/\/[^/]*$/, "")}:/usr/local/bin:/usr/bin:/bin`;
+  const withoutDeno = await pathWithoutDeno(work);
+  // Each job with an agent as slow as a real one (100 ms for the OIDC token, as --realistic), and
+  // with one that answers at once: the worst case, where nothing hides the binary's check.
+  const agents = [
+    { suffix: "", bin: `${ROOT}/bench/bin`, what: "a 100 ms agent" },
+    { suffix: "0", bin: `${ROOT}/tests/bin`, what: "an agent that answers at once" },
   ];
-  const python = await new Deno.Command("python3", { args: ["-c", ""] }).output()
-    .then((o) => o.success, () => false);
-  const openssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
-    .output().then((o) => o.success, () => false);
   return [
+    ...agents.flatMap((agent): Variant[] => [
+      {
+        name: `w${agent.suffix}`,
+        what: `a job with Deno on PATH: \`hooks/environment\`, ${agent.what}`,
+        command: hook(ROOT),
+        env: { PATH: `${agent.bin}:${denoPath}` },
+      },
+      {
+        name: `n${agent.suffix}`,
+        what: `a job without Deno: \`hooks/environment\`, the binary in its cache, ${agent.what}`,
+        command: hook(setup.plugin),
+        env: { PATH: `${agent.bin}:${withoutDeno}`, TOKEN_EXCHANGE_CACHE_DIR: setup.cache },
+      },
+    ]),
     {
-      name: "v",
-      what: "`sha256sum` of the binary, page cache warm",
-      command: ["sha256sum", binary.path],
+      name: "k",
+      what: "what n does beyond w: the check that no other user could have changed the binary",
+      command: [
+        "bash",
+        "-c",
+        'source "$1/lib/binary.bash"; token_exchange_untrusted u "$2" "$3"; [[ -z "$u" ]]',
+        "_",
+        setup.plugin,
+        setup.binary.path,
+        setup.cache,
+      ],
     },
-    ...(openssl
-      ? [{
-        name: "o",
-        what: "`openssl dgst -sha256` of the binary, page cache warm (for scale)",
-        command: ["openssl", "dgst", "-sha256", binary.path],
-      }]
-      : []),
-    ...(python
-      ? [{
-        name: "c",
-        what: "`sha256sum` of the binary, cold (evicted from the page cache)",
-        command: ["sha256sum", binary.path],
-        before: () => evictFromPageCache(binary.path),
-      }]
-      : []),
     {
-      name: "x",
-      what: binary.standIn
-        ? "exchange through the binary (stand-in: the copy runs `cli.ts`)"
-        : "exchange through the binary",
-      command: binary.standIn ? [binary.path, ...denoRun, ...cliArgs] : [binary.path, ...cliArgs],
-    },
-    {
-      name: "b",
-      what: "exchange through `deno run cli.ts` (Deno installed)",
-      command: [DENO, ...denoRun, ...cliArgs],
+      name: "s",
+      what: `\`${hash[0]}\` hashing the binary, which the hook no longer does before each run`,
+      command: hash,
     },
     {
       name: "f",
@@ -180,7 +242,7 @@ async function timeCompressions(
   ];
   const packed: Packed[] = [];
   for (const c of compressions) {
-    const file = `${binary.path}.${c.suffix}`;
+    const file = `${work}/download.${c.suffix}`;
     const started = performance.now();
     await run(["bash", "-c", `${c.pack.join(" ")} "$1" >"$2"`, "_", binary.path, file]);
     const packSeconds = (performance.now() - started) / 1000;
@@ -214,10 +276,7 @@ function releaseReport(
   size: number,
 ): Report {
   const m = (name: string) => median(times.get(name)!);
-  const rows = [
-    ...variants.map((v) => [v.name, v.what, ms(m(v.name))]),
-    ["v + x", "per job without Deno: verify, then exchange", ms(m("v") + m("x"))],
-  ];
+  const rows = variants.map((v) => [v.name, v.what, ms(m(v.name))]);
   const compressionLines = packed.map((p) => {
     // Serving it compressed pays when the bytes saved take longer to download than unpacking.
     const breakEven = (size - p.size) / (p.unpack / 1000);
@@ -225,8 +284,10 @@ function releaseReport(
       mib(size)
     }), unpacked in ${ms(p.unpack)}; it pays below ${(breakEven * 8 / 1e6).toFixed(0)} Mbit/s`;
   });
-  const verdict = `(v + x)/b = ${((m("v") + m("x")) / m("b")).toFixed(2)}; v/b = ${
-    (m("v") / m("b")).toFixed(2)
+  const verdict = `n/w = ${
+    (m("n") / m("w")).toFixed(2)
+  } (goal ≤ 1.1: a job without Deno, after the download, costs at most 1.1 × a job with it); with an agent that answers at once, n0/w0 = ${
+    (m("n0") / m("w0")).toFixed(2)
   }`;
   return { rows, verdict, compressionLines };
 }
@@ -251,12 +312,10 @@ function releaseBlock(
   load: string,
 ): string {
   return [
-    `Without Deno, the hook verifies the release binary's SHA-256 before every run and then starts it. ${
-      binary.standIn
-        ? `The binary here is a stand-in of the right size, a copy of Deno ${Deno.version.deno} (what \`deno compile\` embeds), ${
-          mib(binary.size)
-        }`
-        : `The binary is ${mib(binary.size)}`
+    `Without Deno, the hook verifies the release binary's SHA-256 once, when it downloads it, and before each run checks only that no other user could have changed it since. ${
+      binary.standIn === undefined
+        ? `The binary is ${mib(binary.size)}`
+        : `The binary here is a stand-in, ${binary.standIn}, ${mib(binary.size)}`
     }; median of ${runs} interleaved runs after ${WARMUP} warm-up runs, on ${machine} (${load}).`,
     "",
     "| | what | median |",
@@ -269,37 +328,64 @@ function releaseBlock(
     "",
     "```sh",
     `deno task bench --release-binary --runs ${runs}${
-      binary.standIn ? "" : " --binary PATH"
+      binary.standIn === undefined ? " --binary PATH" : ""
     } --write ${write.path} --marker ${write.marker}`,
     "```",
   ].join("\n");
 }
 
-/** `deno task bench --release-binary`: verifying and starting the binary, and compressing it. */
+/** `deno task bench --release-binary`: a job with and without Deno, and compressing the binary. */
 export async function releaseBinaryBench(options: BenchOptions): Promise<void> {
   const token = startTokenEndpoint();
   const work = await Deno.makeTempDir({ prefix: "bench-release-binary-" });
   try {
-    const binary = await copyBinary(options.binary, work);
-    const env = releaseEnv();
-    const variants = await releaseVariants(binary, token);
+    const setup = await pluginWithBinary(work, options.binary);
+    const { binary } = setup;
+    const log = `${work}/agent.log`;
+    await Deno.writeTextFile(log, "");
+    const fifo = `${work}/agent.fifo`;
+    await run(["mkfifo", fifo]);
+    const env: Record<string, string> = {
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      BENCH_AGENT_FIFO: fifo,
+      BENCH_SUBJECT_TOKEN: SUBJECT_TOKEN,
+      TMPDIR: work,
+      SUBJECT_TOKEN,
+      STANDIN_LOG: log,
+      STANDIN_TOKEN: SUBJECT_TOKEN,
+      BUILDKITE_PLUGIN_TOKEN_EXCHANGE_TOKEN_ENDPOINT: token.endpoint,
+      PATH: "/usr/local/bin:/usr/bin:/bin",
+      DENO_NO_UPDATE_CHECK: "1",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    };
+    const variants = await releaseVariants(work, setup, token);
     const machine = await describeMachine();
     console.log(
       `Release binary: ${mib(binary.size)}${
-        binary.standIn
-          ? ` (stand-in: a copy of Deno ${Deno.version.deno}, what deno compile embeds)`
-          : ""
+        binary.standIn === undefined ? "" : ` (stand-in: ${binary.standIn})`
       }; ${options.runs} interleaved runs after ${WARMUP} warm-up runs, on ${machine.text}`,
     );
     const loadBefore = await loadAverage();
     const times = await interleave(variants, options.runs, WARMUP, async (v) => {
-      await v.before?.();
-      return timeCommand(v.command, env, v.what);
+      const elapsed = await timeCommand(v.command, { ...env, ...v.env }, v.what);
+      await removeJobDirs(work);
+      return elapsed;
     });
     const load = `load average ${loadBefore} before, ${await loadAverage()} after`;
     console.log(load);
-    const packed = await timeCompressions(binary, work, options.runs, env);
-    const report = releaseReport(variants, times, packed, binary.size);
+    // The download's size: the real binary's, or Deno's, which a compiled binary mostly is.
+    const packed = await timeCompressions(
+      { ...binary, path: options.binary ?? DENO },
+      work,
+      options.runs,
+      env,
+    );
+    const report = releaseReport(
+      variants,
+      times,
+      packed,
+      (await Deno.stat(options.binary ?? DENO)).size,
+    );
     printReport(report);
     if (options.write) {
       const block = releaseBlock(report, binary, options.runs, options.write, machine.text, load);

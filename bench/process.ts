@@ -23,6 +23,7 @@ import {
   median,
   ms,
   parseBenchArgs,
+  removeJobDirs,
   ROOT,
   startTokenEndpoint,
   SUBJECT_TOKEN,
@@ -130,7 +131,8 @@ function runVariant(
   env: Record<string, string>,
   extra: Record<string, string> = {},
 ): Promise<number> {
-  return timeCommand(variant.command, { ...env, ...variant.env, ...extra }, variant.what);
+  return timeCommand(variant.command, { ...env, ...variant.env, ...extra }, variant.what)
+    .finally(() => removeJobDirs(env.TMPDIR!));
 }
 
 /** Peak RSS in KiB of the variant's largest process, from GNU time or Python, if either is here. */

@@ -1,34 +1,32 @@
 # shellcheck shell=bash
-# Without Deno on the agent: the release binary of this plugin version, downloaded once into a
-# cache, and checked against the SHA-256 that the release pins before every run (another job on the
-# agent can change a cached file). lib/plugin.bash sources this file only when there is no deno.
-# Written for bash 3.2 (macOS) and later; functions only.
+# Without Deno on the agent: the release binary of this plugin version, downloaded once into a cache
+# and trusted the way ssh (StrictModes) and Go's module cache trust files. Its SHA-256 is verified
+# once, when it is downloaded into a private temporary file, which is then made read-only and put in
+# place atomically under a name that carries the hash. Before each run the hook checks, with one
+# `find`, that no other user could have changed it since: neither the file, nor its directory, nor
+# any directory above them, is a link, belongs to another user than this one or root, or may be
+# written by another user. It never hashes it again, and never runs a file that fails the check.
+# lib/plugin.bash sources this file only when there is no deno. Written for bash 3.2 and later.
 
 # Where release binaries are downloaded from when Deno is not installed; a mirror can replace it.
 TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL=https://github.com/equinixmetal-buildkite/token-exchange-buildkite-plugin/releases/download
 
-# token_exchange_target VAR: VAR = the Rust target triple of this machine, as deno compile names it.
+# token_exchange_target VAR: VAR = the Rust target triple of this machine, as deno compile names it
+# (from bash's own OSTYPE and HOSTTYPE: no program to start).
 token_exchange_target() {
-  local os arch
-  case "$(uname -s)" in
-    Linux) os=unknown-linux-gnu ;;
-    Darwin) os=apple-darwin ;;
-    *) os="" ;;
+  local os="" arch=""
+  case "$OSTYPE" in
+    linux*) os=unknown-linux-gnu ;;
+    darwin*) os=apple-darwin ;;
   esac
-  case "$(uname -m)" in
+  case "$HOSTTYPE" in
     x86_64 | amd64) arch=x86_64 ;;
     arm64 | aarch64) arch=aarch64 ;;
-    *) arch="" ;;
   esac
-  if [[ -z "$os" || -z "$arch" ]]; then
-    printf -v "$1" '%s' ""
-  else
-    printf -v "$1" '%s' "${arch}-${os}"
-  fi
+  if [[ -n "$os" && -n "$arch" ]]; then printf -v "$1" '%s' "${arch}-${os}"; else printf -v "$1" ''; fi
 }
 
-# token_exchange_sha256 FILE: prints the SHA-256 of FILE. openssl first: on a 90 MiB binary it takes
-# about 0.1 s where sha256sum takes 0.23 s (docs/performance.md), and the hook hashes before every run.
+# token_exchange_sha256 FILE: prints the SHA-256 of FILE.
 token_exchange_sha256() {
   local sum
   if command -v openssl >/dev/null 2>&1 && sum="$(openssl dgst -sha256 <"$1" 2>/dev/null)"; then
@@ -43,35 +41,46 @@ token_exchange_sha256() {
   printf '%s' "${sum%% *}"
 }
 
-# token_exchange_verified FILE EXPECTED: FILE is a regular file (not a link) whose SHA-256 is
-# EXPECTED; otherwise a failure (token_exchange_fail) and status 1.
-token_exchange_verified() {
-  local file="$1" expected="$2" actual what="${3:-cached}"
-  if [[ -L "$file" || ! -f "$file" ]]; then
-    token_exchange_fail "The ${what} token-exchange binary ${file} is not a regular file: it was not run" \
-      "Remove it so the next job downloads it again"
-    return 1
-  fi
-  if ! actual="$(token_exchange_sha256 "$file")"; then
-    token_exchange_fail "Cannot verify the token-exchange binary: neither sha256sum nor shasum is installed or can read ${file}"
-    return 1
-  fi
-  if [[ "$actual" != "$expected" ]]; then
-    token_exchange_fail "The ${what} token-exchange binary has SHA-256 ${actual}, not the ${expected} this plugin version pins: it was not run" \
-      "${4:-Remove ${file} so the next job downloads it again; if this repeats, something on this agent changes the cache}"
-    return 1
-  fi
+# token_exchange_untrusted VAR PATH...: VAR = the first PATH that another user could change (a
+# link; a file or directory of another user than this one or root; a file others may write; a
+# directory others may write without the sticky bit, its group counting as others unless it is this
+# user's own group), or empty when there is none. PATHs must not be links themselves, but the
+# directories above them are resolved first (cd -P).
+token_exchange_untrusted() {
+  local var="$1" dir path
+  shift
+  local -a paths=("$@")
+  # Every directory above the last PATH (the cache), as the file system has it, up to / (resolved
+  # with cd -P only when one of them is a link: a fork saved otherwise).
+  dir="${paths[${#paths[@]} - 1]%/*}"
+  path="$dir"
+  while [[ -n "$path" && ! -L "$path" ]]; do path="${path%/*}"; done
+  if [[ -n "$path" ]]; then dir="$(cd -P -- "$dir" 2>/dev/null && pwd -P)" || dir=""; fi
+  dir="${dir:-/}"
+  while [[ -n "$dir" ]]; do
+    paths+=("$dir")
+    [[ "$dir" != / ]] || break
+    dir="${dir%/*}"
+    dir="${dir:-/}"
+  done
+  path="$(find "${paths[@]}" -prune \( \
+    \( ! -type d ! -type f \) -o \( ! -user "$EUID" ! -user 0 \) \
+    -o \( -type f \( -perm -002 -o -perm -020 \) \) \
+    -o \( -type d -perm -002 ! -perm -1000 \) \
+    -o \( -type d -perm -020 ! -perm -1000 ! -group "${GROUPS[0]}" \) \
+    \) -print 2>/dev/null)" || path="${paths[0]}"
+  printf -v "$var" '%s' "${path%%$'\n'*}"
 }
 
-# token_exchange_binary VAR PLUGIN_DIR: VAR = the path of this release's CLI binary, downloaded into
-# the cache on first use and checked against the pinned SHA-256 before every run (another job on
-# the agent can change a cached file). Never runs, or leaves where it would be run, an unverified file.
+# token_exchange_binary VAR PLUGIN_DIR: VAR = the path of this release's CLI binary, downloaded and
+# verified into the cache on first use, and checked before every run; on a failure, the report
+# (token_exchange_fail) and status 2 for a cache another user could change, else 1.
 token_exchange_binary() {
-  local plugin_dir="$2" target version="" expected="" line url cache binary tmp
+  local plugin_dir="$2" target version="" expected="" line cache binary untrusted
   local install="install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly"
   token_exchange_target target
   if [[ -z "$target" ]]; then
-    token_exchange_fail "Deno is not installed, and there is no token-exchange binary for $(uname -s) $(uname -m): ${install}"
+    token_exchange_fail "Deno is not installed, and there is no token-exchange binary for ${OSTYPE} ${HOSTTYPE}: ${install}"
     return 1
   fi
   while IFS= read -r line || [[ -n "$line" ]]; do
@@ -90,40 +99,64 @@ token_exchange_binary() {
     token_exchange_fail "Deno is not installed, and this plugin ref has no release binary (only release tags such as v${version} have them): ${install}, or pin the plugin to a release tag"
     return 1
   fi
-  cache="${TOKEN_EXCHANGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/token-exchange-buildkite-plugin}/v${version}"
-  binary="${cache}/token-exchange-${target}"
-  if [[ -e "$binary" || -L "$binary" ]]; then
-    token_exchange_verified "$binary" "$expected" || return 1
-    printf -v "$1" '%s' "$binary"
-    return 0
+  cache="${TOKEN_EXCHANGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/token-exchange-buildkite-plugin}"
+  cache="${cache%/}"
+  if [[ "$cache" != /* ]]; then
+    token_exchange_fail "The token-exchange binary cache ${cache} is not an absolute path: set TOKEN_EXCHANGE_CACHE_DIR to one, or ${install}"
+    return 2
   fi
+  # Named by its hash: a file there was verified to have it when it was put there.
+  binary="${cache}/token-exchange-${target}-${expected}"
+  if [[ ! -e "$binary" && ! -L "$binary" ]]; then
+    token_exchange_download "$cache" "$binary" "v${version}/token-exchange-${target}" "$expected" "$install" || return
+  fi
+  token_exchange_untrusted untrusted "$binary" "$cache"
+  if [[ -n "$untrusted" ]]; then
+    token_exchange_fail "The token-exchange binary ${binary} was not run: ${untrusted} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified" \
+      "Set TOKEN_EXCHANGE_CACHE_DIR to a directory only this agent's user may write, or ${install}"
+    return 2
+  fi
+  printf -v "$1" '%s' "$binary"
+}
+
+# token_exchange_download CACHE BINARY RELEASE_PATH SHA256 INSTALL: downloads the release binary into
+# a private temporary file in CACHE (a directory no other user may change), verifies its SHA-256,
+# makes it read-only and renames it to BINARY; never leaves an unverified file where it would run.
+token_exchange_download() {
+  local cache="$1" binary="$2" expected="$4" install="$5" url tmp actual curl_error untrusted
   url="${TOKEN_EXCHANGE_DOWNLOAD_URL:-$TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL}"
-  url="${url%/}/v${version}/token-exchange-${target}"
-  echo "Deno is not installed: downloading token-exchange v${version} for ${target} (once per version)"
+  url="${url%/}/$3"
+  echo "Deno is not installed: downloading token-exchange ${3%%/*} for ${3#*/token-exchange-} (once per version)"
   if ! command -v curl >/dev/null 2>&1; then
     token_exchange_fail "Deno is not installed and curl is not available to download the token-exchange binary: ${install}"
     return 1
   fi
-  if ! mkdir -p "$cache" 2>/dev/null; then
+  if ! (umask 077 && mkdir -p "$cache") 2>/dev/null; then
     token_exchange_fail "Cannot create the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
-  if ! tmp="$(mktemp "${cache}/.download.XXXXXXXX" 2>/dev/null)"; then
+  token_exchange_untrusted untrusted "$cache"
+  if [[ -n "$untrusted" ]]; then
+    token_exchange_fail "The token-exchange binary was not downloaded into ${cache}: ${untrusted} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified" \
+      "Set TOKEN_EXCHANGE_CACHE_DIR to a directory only this agent's user may write, or ${install}"
+    return 2
+  fi
+  if ! tmp="$(umask 077 && mktemp "${cache}/.download.XXXXXXXX" 2>/dev/null)"; then
     token_exchange_fail "Cannot create a file in the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
   local -a curl_args=(--fail --silent --show-error --location --retry 3 --connect-timeout 10 --max-time 300)
   [[ "$url" != https://* ]] || curl_args+=(--proto-redir "=https")
-  local curl_error
   if ! curl_error="$(curl "${curl_args[@]}" --output "$tmp" "$url" 2>&1)"; then
+    rm -f "$tmp"
     token_exchange_fail "Cannot download the token-exchange binary from ${url}: ${curl_error//[[:cntrl:]]/ }" \
       "Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or ${install}"
-    rm -f "$tmp"
     return 1
   fi
-  if ! token_exchange_verified "$tmp" "$expected" downloaded \
-    "Check TOKEN_EXCHANGE_DOWNLOAD_URL (${url}) serves the v${version} release, or ${install}"; then
+  if ! actual="$(token_exchange_sha256 "$tmp")" || [[ "$actual" != "$expected" ]]; then
     rm -f "$tmp"
+    token_exchange_fail "The downloaded token-exchange binary has SHA-256 ${actual:-(none: neither openssl, sha256sum nor shasum could read it)}, not the ${expected} this plugin version pins: it was not run" \
+      "Check TOKEN_EXCHANGE_DOWNLOAD_URL (${url}) serves the ${3%%/*} release, or ${install}"
     return 1
   fi
   if ! chmod 0500 "$tmp" 2>/dev/null || ! mv -f "$tmp" "$binary" 2>/dev/null; then
@@ -131,5 +164,4 @@ token_exchange_binary() {
     token_exchange_fail "Cannot move the verified token-exchange binary into the cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
-  printf -v "$1" '%s' "$binary"
 }

@@ -60,10 +60,11 @@ token_exchange_agent_args() {
   fi
 }
 
-# token_exchange_engine RUN DIR PLUGIN_DIR: token_exchange_cli = the command that runs the engine's
-# RUN (hook, renew or cleanup) for DIR: deno with the narrowest permissions that work, or the
-# verified release binary. Each permission comes from a narrow reading of an option; where that
-# finds nothing clean, the permission is left out and the engine says what is wrong.
+# token_exchange_engine RUN DIR PLUGIN_DIR [FILE_DIRS]: token_exchange_cli = the command that runs
+# the engine's RUN (hook, renew or cleanup) for DIR: deno with the narrowest permissions that work,
+# or the verified release binary. Each permission comes from a narrow reading of an option; where
+# that finds nothing clean, the permission is left out and the engine says what is wrong. FILE_DIRS
+# (comma-separated) replaces token-file's directory, for a cleanup.
 token_exchange_engine() {
   local run="$1" dir="$2" plugin_dir="$3" url host="" secret_env paths file_dir names resolved_binary
   local http_url='^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,4}))?([/?#].*)?$'
@@ -75,7 +76,7 @@ token_exchange_engine() {
       host="${BASH_REMATCH[1]}${BASH_REMATCH[2]}"
     fi
     [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host}")
-    token_exchange_token_file_dir file_dir
+    if [[ "$#" -ge 4 ]]; then file_dir="$4"; else token_exchange_token_file_dir file_dir; fi
     paths="${dir}${file_dir:+,${file_dir}}"
     token_exchange_cli+=("--allow-read=${paths}" "--allow-write=${paths}" "--allow-sys=uid,gid")
     token_exchange_option secret_env CLIENT_SECRET_ENV
@@ -87,7 +88,7 @@ token_exchange_engine() {
   else
     # shellcheck source=lib/binary.bash
     . "${plugin_dir}/lib/binary.bash"
-    token_exchange_binary resolved_binary "$plugin_dir" || return 1
+    token_exchange_binary resolved_binary "$plugin_dir" || return
     token_exchange_cli=("$resolved_binary")
   fi
   # The options' variables, by name: the engine checks that each is an option.
@@ -129,22 +130,30 @@ token_exchange_oidc_token() {
 token_exchange_launch() {
   local status=0
   token_exchange_agent_args
-  token_exchange_engine "$@" || return
   if ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 1))); then
     # Each a process substitution forked from this shell, the agent first (a fork costs
-    # milliseconds on some hosts). SSLKEYLOGFILE would make Deno write the TLS session keys of the
-    # exchange to a file.
+    # milliseconds on some hosts), then the engine, once it is found (and without Deno, the release
+    # binary checked) while the agent answers. SSLKEYLOGFILE would make Deno write the TLS session
+    # keys of the exchange to a file.
     local agent_fd cli_fd
     exec {agent_fd}< <(token_exchange_oidc_token "${token_exchange_agent[@]}")
+    token_exchange_engine "$@" || {
+      status=$?
+      exec {agent_fd}<&-
+      return "$status"
+    }
     exec {cli_fd}< <(
       unset SSLKEYLOGFILE
       DENO_NO_UPDATE_CHECK=1 exec "${token_exchange_cli[@]}" 0<&"$agent_fd"-
     )
     exec {agent_fd}<&-
+    # While the agent answers and Deno starts: what jobs killed before pre-exit left behind.
+    [[ "$1" != hook ]] || token_exchange_sweep "$3"
     token_exchange_read_engine <&"$cli_fd" || status=$?
     exec {cli_fd}<&-
   else
     # bash before 4.1 (macOS's 3.2) has no {fd}: the same, as a pipeline.
+    token_exchange_engine "$@" || return
     token_exchange_read_engine < <(
       unset SSLKEYLOGFILE
       set +o pipefail
@@ -247,6 +256,27 @@ token_exchange_redact() {
   fi
 }
 
+# token_exchange_sweep PLUGIN_DIR: removes what jobs killed before their pre-exit left in TMPDIR:
+# each directory of this plugin's (by its name; this user's, not a link) whose job's process is gone.
+token_exchange_sweep() {
+  local job stale entry pid
+  token_exchange_job_dir job
+  for stale in "${job%/*}"/token-exchange-*; do
+    [[ "$stale" != "$job" && -d "$stale" && ! -L "$stale" && -O "$stale" && -f "${stale}/job-pid" ]] || continue
+    pid=""
+    IFS= read -r pid <"${stale}/job-pid" || true
+    if [[ ! "$pid" =~ ^[0-9]+$ ]] || kill -0 "$pid" 2>/dev/null; then continue; fi
+    # shellcheck source=lib/refresh.bash
+    declare -F token_exchange_remove_entry >/dev/null || . "${1}/lib/refresh.bash"
+    for entry in "$stale"/*; do
+      [[ -d "$entry" && ! -L "$entry" ]] || continue
+      token_exchange_stop_refresher "$entry"
+      token_exchange_remove_entry "$1" "$entry"
+    done
+    rm -rf "$stale"
+  done
+}
+
 # token_exchange_fingerprint VAR: VAR = this entry's options, names and values, which pre-exit
 # compares with what the hook recorded to find the entry's directory.
 token_exchange_fingerprint() {
@@ -287,6 +317,8 @@ token_exchange_hook() {
   if [[ -n "$token_exchange_entry" ]]; then
     token_exchange_fingerprint fingerprint
     printf '%s' "$fingerprint" >"${token_exchange_entry}/options"
+    # The job's process: when it is gone, a later hook may remove what pre-exit did not.
+    [[ -f "${job}/job-pid" ]] || printf '%s\n' "${TOKEN_EXCHANGE_JOB_PID:-$PPID}" >"${job}/job-pid"
   fi
   if [[ -n "$token_exchange_wait" ]]; then
     # shellcheck source=lib/refresh.bash

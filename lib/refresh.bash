@@ -62,6 +62,7 @@ token_exchange_refresher() {
       if ! kill -0 "$watched" 2>/dev/null; then
         # The job's process is gone, and pre-exit will not come: remove the entry's files.
         token_exchange_remove_entry "$plugin_dir" "$entry"
+        token_exchange_remove_job "${entry%/*}"
         exit 0
       fi
       left=$((left - chunk))
@@ -97,16 +98,16 @@ token_exchange_group_running() {
   return 1
 }
 
-# token_exchange_remove_entry PLUGIN_DIR ENTRY: removes what the entry made: a token-file outside
-# its directory (by the engine, which removes it only if it is still the file this job made), then
+# token_exchange_remove_entry PLUGIN_DIR ENTRY: removes what the entry made: its files outside its
+# directory (by the engine, which removes each only if it is still the file this job made), then
 # the directory.
 token_exchange_remove_entry() {
-  local plugin_dir="$1" entry="$2" file_dir
-  token_exchange_token_file_dir file_dir
-  if [[ -n "$file_dir" ]]; then
+  local plugin_dir="$1" entry="$2" dirs="" line
+  if [[ -f "${entry}/external-dirs" && ! -L "${entry}/external-dirs" ]]; then
+    while IFS= read -r line; do dirs+="${dirs:+,}${line}"; done <"${entry}/external-dirs"
     # shellcheck disable=SC2034 # token_exchange_engine sets and reads these
     local -a token_exchange_cli=() token_exchange_agent=()
-    if token_exchange_engine cleanup "$entry" "$plugin_dir"; then
+    if token_exchange_engine cleanup "$entry" "$plugin_dir" "$dirs"; then
       token_exchange_read_engine < <(DENO_NO_UPDATE_CHECK=1 "${token_exchange_cli[@]}" </dev/null) || true
     fi
   fi
@@ -130,5 +131,12 @@ token_exchange_pre_exit() {
     [[ ! -s "${entry}/refresher.error" ]] || printf '%s\n' "$(<"${entry}/refresher.error")" >&2
     token_exchange_remove_entry "$plugin_dir" "$entry"
   done
-  rmdir "$job" 2>/dev/null || true
+  token_exchange_remove_job "$job"
+}
+
+# token_exchange_remove_job JOB_DIR: removes the job's directory, and its record, once its last
+# entry is gone.
+token_exchange_remove_job() {
+  local -a left=("$1"/*/)
+  [[ -d "${left[0]}" ]] || rm -rf "$1"
 }

@@ -46,6 +46,7 @@ Deno.test("token-file: true writes a 0600 file in a private 0700 per-entry direc
     `token-exchange-${JOB_ID}/1/entry.json`,
     `token-exchange-${JOB_ID}/1/options`,
     `token-exchange-${JOB_ID}/1/token`,
+    `token-exchange-${JOB_ID}/job-pid`,
   ]);
   assert.equal(
     result.stdout.split("\n").at(-2),
@@ -401,7 +402,7 @@ Deno.test("pipeline.yml mistakes are exit 2 naming the option, and the endpoint 
     [
       "env-var LD_PRELOAD",
       { "token-endpoint": server.url, "env-var": "LD_PRELOAD" },
-      'env-var is "LD_PRELOAD", a variable the dynamic linker reads: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+      'env-var is "LD_PRELOAD", a variable the dynamic linker and the C library read: use a name of your own such as FEDERATED_ACCESS_TOKEN',
     ],
     [
       "env-var BUILDKITE_AGENT_ACCESS_TOKEN",
@@ -411,7 +412,7 @@ Deno.test("pipeline.yml mistakes are exit 2 naming the option, and the endpoint 
     [
       "env-var https_proxy",
       { "token-endpoint": server.url, "env-var": "https_proxy" },
-      'env-var is "https_proxy", a variable the shell and the rest of the job rely on: use a name of your own such as FEDERATED_ACCESS_TOKEN',
+      'env-var is "https_proxy", a variable HTTP clients read as their proxy: use a name of your own such as FEDERATED_ACCESS_TOKEN',
     ],
     [
       "a control character in hook",
@@ -549,4 +550,89 @@ Deno.test("a tab in subject-token-type is a configuration error, never a broken 
     '🚨 Configuration error: subject-token-type is "urn:ietf:params:oauth:token-type:jwt\\t", which has a line break or another control character in it: remove it\n',
     [],
   ]);
+});
+
+Deno.test("client-secret-env never names a variable this plugin exports", async (t) => {
+  await using server = startTokenEndpoint(issued);
+  await using tmp = await tempDir();
+  const env = { TMPDIR: tmp.path, FEDERATED_ACCESS_TOKEN: "a token an entry issued" };
+  const message =
+    "🚨 Configuration error: client-secret-env names a variable this plugin exports (a token it issued, or a file's path), which is never sent as a client secret: hold the client secret in a variable of your own, such as STS_CLIENT_SECRET\n";
+  const secretFrom = (name: string) => ({
+    "token-endpoint": server.url,
+    "env-var": "SECOND_TOKEN",
+    "client-id": "ci",
+    "client-secret-env": name,
+  });
+  await t.step("its own", async () => {
+    const result = await runHooks(["environment"], {
+      options: secretFrom("SECOND_TOKEN_EXPIRES_AT"),
+      env: { ...env, SECOND_TOKEN_EXPIRES_AT: "2026-12-07T13:00:00Z" },
+    });
+    assert.deepEqual([result.code, result.stderr], [2, message]);
+  });
+  await t.step("an earlier entry's", async () => {
+    const first = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      env,
+    });
+    assert.equal(first.code, 0, first.stderr);
+    const requests = server.requests.length;
+    const result = await runHooks(["environment"], {
+      options: secretFrom("FEDERATED_ACCESS_TOKEN"),
+      env,
+    });
+    assert.deepEqual([result.code, result.stderr], [2, message]);
+    assert.equal(server.requests.length, requests);
+  });
+});
+
+Deno.test("a job killed before pre-exit leaves no token behind once this plugin's hooks run again on the host", async () => {
+  await using server = startTokenEndpoint(issued);
+  await using tmp = await tempDir();
+  await using checkout = await tempDir();
+  const file = `${checkout.path}/token`;
+  // Two jobs, each with a process standing for it: one is killed, one still runs.
+  const killed = new Deno.Command("sleep", { args: ["600"] }).spawn();
+  const running = new Deno.Command("sleep", { args: ["600"] }).spawn();
+  try {
+    const first = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "token-file": file },
+      env: { TMPDIR: tmp.path, TOKEN_EXCHANGE_JOB_PID: String(killed.pid) },
+    });
+    const second = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "token-file": true },
+      env: {
+        TMPDIR: tmp.path,
+        BUILDKITE_JOB_ID: OTHER_JOB,
+        TOKEN_EXCHANGE_JOB_PID: String(running.pid),
+      },
+    });
+    assert.equal(first.code + second.code, 0, first.stderr + second.stderr);
+    // Not this plugin's, or not this user's to judge: left alone.
+    await Deno.symlink(checkout.path, `${tmp.path}/token-exchange-a-link`);
+    await Deno.mkdir(`${tmp.path}/token-exchange-no-record`);
+    killed.kill();
+    await killed.status;
+    const next = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+      env: { TMPDIR: tmp.path, BUILDKITE_JOB_ID: "01849a3c-0000-4000-8000-0000000000ff" },
+    });
+    assert.equal(next.code, 0, next.stderr);
+    await assert.rejects(Deno.lstat(file), Deno.errors.NotFound);
+    const left = (await listTree(tmp.path)).filter((path) => !/\/./.test(path)).sort();
+    assert.deepEqual(left, [
+      "token-exchange-01849a3c-0000-4000-8000-0000000000ff/",
+      `token-exchange-${OTHER_JOB}/`,
+      "token-exchange-a-link",
+      "token-exchange-no-record/",
+    ]);
+  } finally {
+    for (const process of [killed, running]) {
+      try {
+        process.kill();
+      } catch { /* gone */ }
+      await process.status;
+    }
+  }
 });

@@ -37,7 +37,7 @@ Deno.test("hooks/environment exports the token, hands it to the redactor on stdi
   assert.equal(new URLSearchParams(server.requests[0]!.body).get("subject_token"), SUBJECT_TOKEN);
   // Without token-file, TMPDIR holds only the entry's record (what it exports, for the entries
   // after it and for pre-exit), and no token.
-  assert.deepEqual(result.privateFiles, ["1/", "1/entry.json", "1/options"]);
+  assert.deepEqual(result.privateFiles, ["1/", "1/entry.json", "1/options", "job-pid"]);
   for (const text of Object.values(result.privateContents)) {
     assert.equal(text.includes(ISSUED_TOKEN) || text.includes(SUBJECT_TOKEN), false, text);
   }

@@ -313,7 +313,7 @@ Deno.test("the refresher ends when the job's process is gone, and removes the en
   await job.job.status;
   await eventually("the refresher to see its job gone", () => !groupAlive(pid), 20);
   assert.deepEqual(await listTree(checkout.path), []);
-  assert.deepEqual(await listTree(`${job.tmp}/token-exchange-${JOB}`), []);
+  assert.deepEqual(await listTree(job.tmp), []);
 });
 
 Deno.test("an idle refresher is one small bash that starts no program", async () => {
@@ -341,7 +341,7 @@ Deno.test("several plugin entries in one step each get their own refresher, dire
   await using job = await longJob();
   await using server = startTokenEndpoint((request, index) =>
     tokenResponse({
-      access_token: `${new URLSearchParams(request.body).get("audience")}-${index}`,
+      access_token: `${new URLSearchParams(request.body).get("audience")}-issued-token-${index}`,
       expires_in: 3600,
     })
   );
@@ -371,7 +371,7 @@ Deno.test("several plugin entries in one step each get their own refresher, dire
       (await readOrEmpty(second.exported["SECOND_FILE"]!)).startsWith("second-") &&
       !(await readOrEmpty(second.exported["SECOND_FILE"]!)).endsWith("-1"),
   );
-  assert.match(await Deno.readTextFile(first.exported["FIRST_FILE"]!), /^first-\d+$/);
+  assert.match(await Deno.readTextFile(first.exported["FIRST_FILE"]!), /^first-issued-token-\d+$/);
 
   // The first entry's pre-exit leaves the second one running.
   await runHooks(["pre-exit"], { options: entries[0], env, path: refreshPath() });

@@ -34,7 +34,9 @@ Deno.test(
   "exchangeToken() runs under Node.js from a bundle of mod.ts",
   { ignore: !node },
   async () => {
-    await using server = startTokenEndpoint(() => tokenResponse({ access_token: "from-node" }));
+    await using server = startTokenEndpoint(() =>
+      tokenResponse({ access_token: "issued-under-node-js" })
+    );
     const dir = await Deno.makeTempDir();
     try {
       const bundled = await output(Deno.execPath(), [
@@ -54,7 +56,7 @@ console.log(result.accessToken, typeof OAuthError);`,
       const run = await output("node", [`${dir}/main.mjs`, server.url]);
       assert.deepEqual({ code: run.code, stdout: run.stdout, stderr: run.stderr }, {
         code: 0,
-        stdout: "from-node function\n",
+        stdout: "issued-under-node-js function\n",
         stderr: "",
       });
       assert.equal(new URLSearchParams(server.requests[0]!.body).get("audience"), "api");

@@ -150,191 +150,229 @@ function runWithoutDeno(
   });
 }
 
-Deno.test("without deno, the hook downloads the release binary once, verifies it and runs it", async () => {
+/** The directories of a run without Deno, removed with it. */
+async function withoutDeno(checksum: string | undefined) {
+  const noDeno = await pathWithoutDeno();
+  const plugin = await pluginCopy(checksum);
+  const cache = await Deno.makeTempDir({ prefix: "binary-cache-" });
+  const logs = await Deno.makeTempDir({ prefix: "binary-runs-" });
+  return {
+    noDeno,
+    plugin,
+    cache,
+    log: `${logs}/runs`,
+    binary: `${cache}/token-exchange-${TARGET}-${checksum}`,
+    async [Symbol.asyncDispose]() {
+      for (const dir of [noDeno, plugin, cache, logs]) {
+        await Deno.chmod(dir, 0o700).catch(() => {});
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  };
+}
+
+const runs = (log: string) => Deno.readTextFile(log).catch(() => "");
+
+Deno.test("without deno, the hook downloads the release binary once, verifies it and runs it, read-only, without hashing it again", async () => {
   await using mirror = startTokenEndpoint((request) =>
     request.path === `/v${denoJson.version}/token-exchange-${TARGET}`
       ? new Response(ARTIFACT)
       : new Response("Not Found", { status: 404 })
   );
-  const noDeno = await pathWithoutDeno();
-  const plugin = await pluginCopy(ARTIFACT_SHA256);
-  const cache = await Deno.makeTempDir();
-  const log = `${cache}/runs`;
-  try {
-    const run = () => runWithoutDeno(plugin, noDeno, mirror.origin, cache, log);
-    const first = await run();
-    assert.equal(first.code, 0, first.stderr);
-    assert.equal(first.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
-    assert.match(
-      first.stdout,
-      new RegExp(
-        `Deno is not installed: downloading token-exchange v${denoJson.version} for ${TARGET} \\(once per version\\)`,
-      ),
-    );
-    const binary = `${cache}/v${denoJson.version}/token-exchange-${TARGET}`;
-    assert.equal((await Deno.stat(binary)).mode! & 0o777, 0o500);
+  await using dirs = await withoutDeno(ARTIFACT_SHA256);
+  const run = () => runWithoutDeno(dirs.plugin, dirs.noDeno, mirror.origin, dirs.cache, dirs.log);
+  const first = await run();
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(first.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+  assert.match(
+    first.stdout,
+    new RegExp(
+      `Deno is not installed: downloading token-exchange v${denoJson.version} for ${TARGET} \\(once per version\\)`,
+    ),
+  );
+  assert.equal((await Deno.stat(dirs.binary)).mode! & 0o777, 0o500);
 
-    const second = await run();
-    assert.equal(second.code, 0, second.stderr);
-    assert.doesNotMatch(second.stdout, /downloading/);
-    assert.equal(mirror.requests.length, 1);
-    assert.equal(await Deno.readTextFile(log), "run\nrun\n");
-    assert.deepEqual([...Deno.readDirSync(`${cache}/v${denoJson.version}`)].map((e) => e.name), [
-      `token-exchange-${TARGET}`,
-    ]);
-  } finally {
-    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
-  }
+  const second = await run();
+  assert.equal(second.code, 0, second.stderr);
+  assert.doesNotMatch(second.stdout, /downloading/);
+  assert.equal(mirror.requests.length, 1);
+  assert.equal(await runs(dirs.log), "run\nrun\n");
+  assert.deepEqual([...Deno.readDirSync(dirs.cache)].map((e) => e.name), [
+    `token-exchange-${TARGET}-${ARTIFACT_SHA256}`,
+  ]);
 });
 
 Deno.test("without deno, the hook never runs or caches a binary whose SHA-256 does not match", async () => {
   await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
-  const noDeno = await pathWithoutDeno();
   const wrong = "0".repeat(64);
-  const plugin = await pluginCopy(wrong);
-  const cache = await Deno.makeTempDir();
-  try {
-    const result = await runHooks(["environment"], {
-      pluginDir: plugin,
-      options: { "token-endpoint": "https://sts.example.com/token" },
-      env: {
-        TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin,
-        TOKEN_EXCHANGE_CACHE_DIR: cache,
-        ARTIFACT_LOG: `${cache}/runs`,
-      },
-      path: [STANDIN_BIN, noDeno],
-    });
-    assert.equal(result.code, 1);
-    assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
-    assert.equal(
-      result.stderr.split("\n")[0],
-      `🚨 The downloaded token-exchange binary has SHA-256 ${ARTIFACT_SHA256}, not the ${wrong} this plugin version pins: it was not run`,
-    );
-    await assert.rejects(Deno.stat(`${cache}/runs`), Deno.errors.NotFound);
-    assert.deepEqual([...Deno.readDirSync(`${cache}/v${denoJson.version}`)], []);
-    assert.deepEqual(result.agentCalls, []);
-  } finally {
-    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
-  }
+  await using dirs = await withoutDeno(wrong);
+  const result = await runWithoutDeno(
+    dirs.plugin,
+    dirs.noDeno,
+    mirror.origin,
+    dirs.cache,
+    dirs.log,
+  );
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    `🚨 The downloaded token-exchange binary has SHA-256 ${ARTIFACT_SHA256}, not the ${wrong} this plugin version pins: it was not run`,
+  );
+  assert.equal(await runs(dirs.log), "");
+  assert.deepEqual([...Deno.readDirSync(dirs.cache)], []);
+  // The agent's request starts with the search for the engine; its token is never used.
+  assert.deepEqual(result.agentCalls.filter((call) => call[0] !== "oidc"), []);
 });
 
 Deno.test("without deno, a failed download fails the job with what to do", async () => {
   await using mirror = startTokenEndpoint(() => new Response("Not Found", { status: 404 }));
-  const noDeno = await pathWithoutDeno();
-  const plugin = await pluginCopy(ARTIFACT_SHA256);
-  const cache = await Deno.makeTempDir();
-  try {
-    const result = await runHooks(["environment"], {
-      pluginDir: plugin,
-      options: { "token-endpoint": "https://sts.example.com/token" },
-      env: { TOKEN_EXCHANGE_DOWNLOAD_URL: `${mirror.origin}/`, TOKEN_EXCHANGE_CACHE_DIR: cache },
-      path: [STANDIN_BIN, noDeno],
-    });
-    assert.equal(result.code, 1);
-    const url = `${mirror.origin}/v${denoJson.version}/token-exchange-${TARGET}`;
-    assert.match(
-      result.stderr,
-      new RegExp(`^🚨 Cannot download the token-exchange binary from ${url}: curl: \\(22\\) .*404`),
-    );
-    assert.match(
-      result.stderr,
-      /\n {3}Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or install Deno 2/,
-    );
-    assert.deepEqual([...Deno.readDirSync(`${cache}/v${denoJson.version}`)], []);
-  } finally {
-    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
-  }
+  await using dirs = await withoutDeno(ARTIFACT_SHA256);
+  const result = await runWithoutDeno(
+    dirs.plugin,
+    dirs.noDeno,
+    `${mirror.origin}/`,
+    dirs.cache,
+    dirs.log,
+  );
+  assert.equal(result.code, 1);
+  const url = `${mirror.origin}/v${denoJson.version}/token-exchange-${TARGET}`;
+  assert.match(
+    result.stderr,
+    new RegExp(`^🚨 Cannot download the token-exchange binary from ${url}: curl: \\(22\\) .*404`),
+  );
+  assert.match(
+    result.stderr,
+    /\n {3}Check the agent can reach it, set TOKEN_EXCHANGE_DOWNLOAD_URL to a mirror, or install Deno 2/,
+  );
+  assert.deepEqual([...Deno.readDirSync(dirs.cache)], []);
 });
 
 Deno.test("without deno, a ref with no release binary says how to install Deno", async () => {
   await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
-  const noDeno = await pathWithoutDeno();
-  const plugin = await pluginCopy(undefined);
-  try {
-    const result = await runHooks(["environment"], {
-      pluginDir: plugin,
-      options: { "token-endpoint": "https://sts.example.com/token" },
-      env: { TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin },
-      path: [STANDIN_BIN, noDeno],
-    });
-    assert.equal(result.code, 1);
-    assert.equal(
-      result.stderr,
-      `🚨 Deno is not installed, and this plugin ref has no release binary (only release tags such as v${denoJson.version} have them): install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly, or pin the plugin to a release tag\n`,
-    );
-    assert.equal(mirror.requests.length, 0);
-  } finally {
-    for (const dir of [noDeno, plugin]) await Deno.remove(dir, { recursive: true });
-  }
+  await using dirs = await withoutDeno(undefined);
+  const result = await runWithoutDeno(
+    dirs.plugin,
+    dirs.noDeno,
+    mirror.origin,
+    dirs.cache,
+    dirs.log,
+  );
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    `🚨 Deno is not installed, and this plugin ref has no release binary (only release tags such as v${denoJson.version} have them): install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly, or pin the plugin to a release tag\n`,
+  );
+  assert.equal(mirror.requests.length, 0);
 });
 
-Deno.test("without deno, the hook checks the cached binary before every run and never runs one another job changed", async (t) => {
+const IS_ROOT = Deno.uid() === 0;
+
+Deno.test("without deno, the hook runs the cached binary only while no other user could have changed it since it was verified", async (t) => {
   await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
-  const noDeno = await pathWithoutDeno();
-  const plugin = await pluginCopy(ARTIFACT_SHA256);
-  const cache = await Deno.makeTempDir();
-  const log = `${cache}/runs`;
-  const binary = `${cache}/v${denoJson.version}/token-exchange-${TARGET}`;
-  const run = () => runWithoutDeno(plugin, noDeno, mirror.origin, cache, log);
-  try {
-    assert.equal((await run()).code, 0);
-    await t.step("a changed file", async () => {
-      const tampered = new TextEncoder().encode(
-        `#!/usr/bin/env bash\necho tampered >>"$ARTIFACT_LOG"\n`,
-      );
-      await Deno.chmod(binary, 0o700);
-      await Deno.writeFile(binary, tampered);
-      const result = await run();
-      assert.equal(result.code, 1);
-      assert.match(result.stdout, /\^\^\^ \+\+\+\n$/);
-      const actual = Array.from(
-        new Uint8Array(await crypto.subtle.digest("SHA-256", tampered)),
-        (byte) => byte.toString(16).padStart(2, "0"),
-      ).join("");
-      assert.equal(
-        result.stderr,
-        `🚨 The cached token-exchange binary has SHA-256 ${actual}, not the ${ARTIFACT_SHA256} this plugin version pins: it was not run\n   Remove ${binary} so the next job downloads it again; if this repeats, something on this agent changes the cache\n`,
-      );
-      assert.equal(await Deno.readTextFile(log), "run\n");
-      assert.deepEqual(result.agentCalls, []);
-    });
-    await t.step("a link in its place, even to a good copy", async () => {
-      await Deno.writeFile(`${cache}/good`, ARTIFACT, { mode: 0o700 });
-      await Deno.remove(binary);
-      await Deno.symlink(`${cache}/good`, binary);
-      const result = await run();
-      assert.equal(result.code, 1);
-      assert.equal(
-        result.stderr.split("\n")[0],
-        `🚨 The cached token-exchange binary ${binary} is not a regular file: it was not run`,
-      );
-      assert.equal(await Deno.readTextFile(log), "run\n");
-    });
-  } finally {
-    for (const dir of [noDeno, plugin, cache]) await Deno.remove(dir, { recursive: true });
-  }
+  await using dirs = await withoutDeno(ARTIFACT_SHA256);
+  const run = () => runWithoutDeno(dirs.plugin, dirs.noDeno, mirror.origin, dirs.cache, dirs.log);
+  assert.equal((await run()).code, 0);
+  const refused = (path: string) =>
+    `🚨 The token-exchange binary ${dirs.binary} was not run: ${path} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified\n   Set TOKEN_EXCHANGE_CACHE_DIR to a directory only this agent's user may write, or install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly\n`;
+  const refusedRun = async (path: string) => {
+    const result = await run();
+    assert.deepEqual([result.code, result.stderr], [2, refused(path)]);
+    assert.deepEqual(result.agentCalls.filter((call) => call[0] !== "oidc"), []);
+    assert.equal(await runs(dirs.log), "run\n");
+  };
+  await t.step("a binary others may write", async () => {
+    await Deno.chmod(dirs.binary, 0o722);
+    await refusedRun(dirs.binary);
+    await Deno.chmod(dirs.binary, 0o500);
+  });
+  await t.step("a link in its place, even to a good copy", async () => {
+    await Deno.writeFile(`${dirs.cache}/good`, ARTIFACT, { mode: 0o500 });
+    await Deno.rename(dirs.binary, `${dirs.cache}/kept`);
+    await Deno.symlink(`${dirs.cache}/good`, dirs.binary);
+    await refusedRun(dirs.binary);
+    await Deno.remove(dirs.binary);
+    await Deno.remove(`${dirs.cache}/good`);
+    await Deno.rename(`${dirs.cache}/kept`, dirs.binary);
+  });
+  await t.step("a cache directory others may write, without the sticky bit", async () => {
+    await Deno.chmod(dirs.cache, 0o777);
+    await refusedRun(dirs.cache);
+    await Deno.chmod(dirs.cache, 0o700);
+  });
+  await t.step({
+    name: "a binary or a cache of another user's",
+    ignore: !IS_ROOT, // only root can give a file to someone else
+    fn: async () => {
+      for (const path of [dirs.binary, dirs.cache]) {
+        await Deno.chown(path, 65534, 65534);
+        await refusedRun(path);
+        await Deno.chown(path, Deno.uid()!, Deno.gid()!);
+      }
+    },
+  });
+  await t.step({
+    name: "and another user cannot change what it accepts",
+    ignore: !IS_ROOT,
+    fn: async () => {
+      // The race that hashing by path left open: another user renames a program of theirs into
+      // place after the check. As nobody, with setpriv, that user finds no way in.
+      const attacker = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "bash",
+          "-c",
+          'printf evil >"$1.x" || true; mv -f /bin/true "$1" 2>&1 || true',
+          "_",
+          dirs.binary,
+        ],
+        stdout: "piped",
+      }).output();
+      assert.match(new TextDecoder().decode(attacker.stdout), /Permission denied/);
+      assert.equal((await run()).code, 0);
+      assert.equal(await runs(dirs.log), "run\nrun\n");
+    },
+  });
+});
+
+Deno.test("without deno, a shared cache another user may write gets no download, and a directory above it counts too", async () => {
+  await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
+  await using dirs = await withoutDeno(ARTIFACT_SHA256);
+  const shared = `${dirs.cache}/shared`;
+  await Deno.mkdir(`${shared}/cache`, { recursive: true });
+  await Deno.chmod(shared, 0o777);
+  const result = await runWithoutDeno(
+    dirs.plugin,
+    dirs.noDeno,
+    mirror.origin,
+    `${shared}/cache`,
+    dirs.log,
+  );
+  assert.equal(result.code, 2);
+  assert.equal(
+    result.stderr.split("\n")[0],
+    `🚨 The token-exchange binary was not downloaded into ${shared}/cache: ${shared} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified`,
+  );
+  assert.equal(mirror.requests.length, 0);
 });
 
 Deno.test("without deno, a cache directory that cannot be made fails the hook with one clear line", async () => {
   await using mirror = startTokenEndpoint(() => new Response(ARTIFACT));
-  const noDeno = await pathWithoutDeno();
-  const plugin = await pluginCopy(ARTIFACT_SHA256);
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/file`, "");
-    const result = await runHooks(["environment"], {
-      pluginDir: plugin,
-      options: { "token-endpoint": "https://sts.example.com/token" },
-      env: { TOKEN_EXCHANGE_DOWNLOAD_URL: mirror.origin, TOKEN_EXCHANGE_CACHE_DIR: `${dir}/file` },
-      path: [STANDIN_BIN, noDeno],
-    });
-    assert.equal(result.code, 1);
-    assert.equal(
-      result.stderr,
-      `🚨 Cannot create the binary cache ${dir}/file/v${denoJson.version}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly\n`,
-    );
-    assert.equal(mirror.requests.length, 0);
-  } finally {
-    for (const path of [noDeno, plugin, dir]) await Deno.remove(path, { recursive: true });
-  }
+  await using dirs = await withoutDeno(ARTIFACT_SHA256);
+  await Deno.writeTextFile(`${dirs.cache}/file`, "");
+  const result = await runWithoutDeno(
+    dirs.plugin,
+    dirs.noDeno,
+    mirror.origin,
+    `${dirs.cache}/file`,
+    dirs.log,
+  );
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    `🚨 Cannot create the binary cache ${dirs.cache}/file: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly\n`,
+  );
+  assert.equal(mirror.requests.length, 0);
 });
