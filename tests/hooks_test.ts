@@ -13,7 +13,7 @@ import {
   runHooks,
 } from "./_hooks.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
-import { BUILDKITE_CLAIMS, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
+import { BUILDKITE_CLAIMS, fakeJwt, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
 
 const issued = () => tokenResponse({ access_token: ISSUED_TOKEN });
 const CLAIMS_LINE =
@@ -645,4 +645,33 @@ Deno.test("debug: true lines reach the job log while the exchange is still under
     release();
     await Deno.remove(work, { recursive: true });
   }
+});
+
+Deno.test("a failure shows the plugin's words and the OIDC token's iss, sub and aud whole, however long", async () => {
+  const sub =
+    "organization:acme-platform-engineering:pipeline:infrastructure-deploy-production:ref:refs/heads/release/2026-12:commit:9f3182061f1e2cca:step:apply";
+  const aud = "https://sts.platform.internal.example.com";
+  assert.ok(sub.length >= 130 && aud.length >= 40);
+  const token = fakeJwt({ ...BUILDKITE_CLAIMS, sub, aud }, "U0lHTkFUVVJFLU9GLUEtTE9ORy1UT0tFTg");
+  await using server = startTokenEndpoint(() =>
+    oauthError(400, {
+      error: "invalid_grant",
+      error_description: `no trust policy matches sub ${"x".repeat(600)}`,
+    })
+  );
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url, audience: aud },
+    env: { STANDIN_TOKEN: token },
+  });
+  assert.equal(result.code, 1);
+  const [first, second] = result.stderr.trimEnd().split("\n");
+  // The server's words are capped (at 500 characters), the plugin's never.
+  assert.match(
+    first!,
+    /^🚨 Token exchange failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "no trust policy matches sub x+…"; check that the endpoint's trust policy accepts the token's iss, sub and aud below$/,
+  );
+  assert.equal(
+    second,
+    `   Buildkite OIDC token: iss="https://agent.buildkite.com" sub="${sub}" aud="${aud}"`,
+  );
 });
