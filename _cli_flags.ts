@@ -237,6 +237,11 @@ export function closestName(name: string, candidates: readonly string[]): string
 
 function unknownFlag(flag: string): UsageError {
   const name = flag.replace(/^-+/, "").split("=")[0]!;
+  if (/^client[-_]?secret$/i.test(name)) {
+    return new UsageError(
+      `There is no flag "--${name}": it would take the client secret itself, which the process list and the shell's history show to others: rotate that secret if it was used, keep the new one in an environment variable, and name the variable with --client-secret-env`,
+    );
+  }
   const closest = closestName(name, Object.keys(FLAGS));
   const hint = closest ? `: did you mean --${closest}?` : "";
   return new UsageError(`Unknown flag "${flag.split("=")[0]}"${hint || ": see --help"}`);

@@ -157,7 +157,21 @@ export function hint(error: unknown, config: CliConfig): string {
       return `: raise ${name("timeout")}, or check this agent can reach the endpoint`;
     }
     if (error.code === "network") return ": check the URL and that this agent can reach the host";
-    if (error.status === 404) return ": check the token endpoint URL";
+    const endpoint = name(config.tokenEndpoint === undefined ? "issuer" : "token-endpoint");
+    if (error.status === 404) return `: check ${endpoint}`;
+    if (error.status === 401) {
+      return config.clientId === undefined
+        ? `: the endpoint wants client authentication: set ${name("client-id")} and ${
+          name("client-secret-env")
+        }`
+        : `: check ${name("client-id")} and the secret in ${name("client-secret-env")}`;
+    }
+    // _response.ts's words for a 200 whose body is a web page or nothing.
+    if (
+      error.status === 200 && / with (?:a body that is not JSON|an empty body) /.test(error.message)
+    ) {
+      return `: a login page or another web page answered, not a token endpoint: check ${endpoint}`;
+    }
   }
   return "";
 }

@@ -222,6 +222,11 @@ function checkOptionNames(variables: readonly string[], env: Env): string[] {
       ? optionName(suffix)
       : optionName(item[1]!);
     const spec = PLUGIN_OPTIONS[option];
+    if (option === "client-secret") {
+      throw new UsageError(
+        "client-secret is not an option of this plugin: a secret written in pipeline.yml is kept in the repository and shown with the build's steps, so rotate it, keep the new one in a variable of the job's environment (an agent hook or Buildkite secrets), and name that variable with client-secret-env",
+      );
+    }
     if (spec === undefined) {
       const closest = closestName(option, Object.keys(PLUGIN_OPTIONS));
       throw new UsageError(

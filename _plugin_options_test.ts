@@ -130,6 +130,10 @@ Deno.test("readPluginConfig() refuses what is not an option, and a list for a si
     ],
     [{ audience: ["a", "b"] }, "audience takes one value, not a list: give it one value"],
     [{ "token-file": ["a"] }, "token-file takes one value, not a list: give it one value"],
+    [
+      { "client-secret": "pasted-s3cret-value" },
+      "client-secret is not an option of this plugin: a secret written in pipeline.yml is kept in the repository and shown with the build's steps, so rotate it, keep the new one in a variable of the job's environment (an agent hook or Buildkite secrets), and name that variable with client-secret-env",
+    ],
   ];
   for (const [options, message] of cases) {
     assert.equal(mistake({ "token-endpoint": ENDPOINT, ...options }), message);
