@@ -132,6 +132,12 @@ export const FLAGS: Readonly<Record<string, FlagSpec>> = {
     arg: "N",
     help: `extra attempts on transient failure [default: ${DEFAULT_RETRIES}]`,
   },
+  "ca-file": {
+    kind: "string",
+    env: "CA_FILE",
+    arg: "PATH",
+    help: "PEM file of a CA to trust beside the system's (an endpoint with a private CA)",
+  },
   "subject-token-env": {
     kind: "string",
     arg: "NAME",

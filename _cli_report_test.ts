@@ -61,13 +61,19 @@ Deno.test("hint() names each option as the user set it: a flag from the CLI, the
   );
 });
 
-Deno.test("hint() says what to check for a refused grant, a network error, a 404, a 401 and a web page, and nothing otherwise", () => {
+Deno.test("hint() says what to check for a refused grant, a network error, a certificate, a 404, a 401 and a web page, and nothing otherwise", () => {
   const run = config(["--token-endpoint", "https://sts.example.com/token"]);
   assert.deepEqual(
     [
       oauth("invalid_grant"),
       oauth("temporarily_unavailable", 503),
       new NetworkError("down"),
+      new NetworkError(
+        'Token endpoint "https://sts.internal/token" presented a certificate that is not trusted here, from a CA this machine does not know (invalid peer certificate: UnknownIssuer)',
+      ),
+      new NetworkError(
+        'Token endpoint "https://sts.internal/token" presented a certificate that is not valid (invalid peer certificate: Expired)',
+      ),
       new HttpStatusError("gone", 404, "text/plain", "Not Found"),
       new HttpStatusError("no", 401, "text/plain", "Unauthorized"),
       new InvalidResponseError(
@@ -84,6 +90,8 @@ Deno.test("hint() says what to check for a refused grant, a network error, a 404
       "; check that the endpoint's trust policy accepts the token's iss, sub and aud below",
       "",
       ": check the URL and that this agent can reach the host",
+      "; if your organisation's own CA issued it, set --ca-file to that CA's certificate (a PEM file)",
+      "; check the URL's host name is the one the certificate names, and that it has not expired",
       ": check --token-endpoint",
       ": the endpoint wants client authentication: set --client-id and --client-secret-env",
       ": a login page or another web page answered, not a token endpoint: check --token-endpoint",

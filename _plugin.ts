@@ -384,7 +384,9 @@ async function obtain(
   tokens: { subjectToken?: string },
   onToken?: () => void,
 ): Promise<TokenExchangeResponse | undefined> {
-  using session = config.exchange === undefined ? undefined : openSession(config.exchange, debug);
+  using session = config.exchange === undefined
+    ? undefined
+    : openSession(config.http, config.exchange.tokenEndpoint ?? config.exchange.issuer!, debug);
   tokens.subjectToken = await getSubjectToken(config.source, {}, env);
   onToken?.();
   if (session === undefined) return undefined;

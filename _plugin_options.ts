@@ -4,7 +4,8 @@
 // hooks only start the engine; what the options mean, and which of them fit together, is this
 // module's.
 
-import { type CliConfig, readConfig } from "./_cli_config.ts";
+import { type CliConfig, readConfig, readRetries, readTimeout } from "./_cli_config.ts";
+import type { SessionOptions } from "./_cli_exchange.ts";
 import {
   closestName,
   type Env,
@@ -57,8 +58,9 @@ export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   "client-auth": { modes: ["exchange"] },
   "env-var": { modes: ["exchange"] },
   "token-file": { modes: ["exchange"] },
-  timeout: { modes: ["exchange"] },
-  retries: { modes: ["exchange"] },
+  timeout: { modes: ALL },
+  retries: { modes: ALL },
+  "ca-file": { modes: ALL },
   hook: { modes: ALL },
   redact: { modes: ALL },
   debug: { modes: ALL },
@@ -128,6 +130,8 @@ export interface PluginConfig {
   oidcTokenVar: string | undefined;
   /** Whether a file keeps the OIDC token (`oidc-token-file`, `aws-role-arn`, `google-credentials`). */
   keepsOidcToken: boolean;
+  /** How every request is sent: `timeout`, `retries` and `ca-file` (its path resolved). */
+  http: SessionOptions;
   awsRoleArn: string | undefined;
   google: GoogleOptions | undefined;
 }
@@ -181,6 +185,16 @@ export function readPluginConfig(
   let tokenFile = readTokenFile(value("token-file"), context);
   // What refresh keeps fresh is files: with an exchange, the issued token's.
   if (refresh && mode === "exchange" && tokenFile === undefined) tokenFile = { kind: "private" };
+  const caFile = value("ca-file");
+  const http: SessionOptions = {
+    timeout: readTimeout(options),
+    retries: readRetries(options),
+    caFile: caFile === undefined
+      ? undefined
+      : resolvePath(caFile, "ca-file", "~/ca/internal-ca.pem", context),
+    caFileLabel: "ca-file",
+  };
+  const exchange = mode === "exchange" ? readExchange(options) : undefined;
   return {
     mode,
     hook,
@@ -188,11 +202,12 @@ export function readPluginConfig(
     redact,
     refresh,
     source,
-    exchange: mode === "exchange" ? readExchange(options) : undefined,
+    exchange: exchange && { ...exchange, caFile: http.caFile },
     envVar,
     tokenFile,
     oidcTokenVar,
     keepsOidcToken: mode !== "exchange" || oidcTokenVar !== undefined,
+    http,
     awsRoleArn: mode === "aws" ? checkRoleArn(awsRoleArn!) : undefined,
     google: mode === "google" ? readGoogle(options, context.env) : undefined,
   };
@@ -397,10 +412,40 @@ export function reservedBecause(name: string): string | undefined {
 function readTokenFile(text: string | undefined, context: PluginContext): TokenFile | undefined {
   if (text === undefined || text === "false" || text === "0") return undefined;
   if (text === "true" || text === "1") return { kind: "private" };
+  const path = resolvePath(
+    text,
+    "token-file",
+    "~/.config/sts/token",
+    context,
+    ", or token-file: true for a private one",
+  );
+  return { kind: "path", path, given: text };
+}
+
+/**
+ * The absolute path of a file an option names: `~/` is the home directory, a relative path the
+ * checkout's (the working directory); no `..`, and no comma (a Deno permission flag cannot hold
+ * one, so the hooks could not let the engine reach it).
+ *
+ * @param text The option's value.
+ * @param option The option, for messages.
+ * @param example A path to suggest.
+ * @param context HOME and the working directory.
+ * @param otherwise What else the user may do, for messages.
+ * @returns The path.
+ */
+function resolvePath(
+  text: string,
+  option: string,
+  example: string,
+  context: PluginContext,
+  otherwise = "",
+): string {
   if (text.includes(",")) {
-    // A Deno permission flag cannot hold a comma: the hooks could not let the engine write there.
     throw new UsageError(
-      `token-file is "${text}", which has a comma in it: choose a path without one, or token-file: true for a private one`,
+      `${option} is "${
+        shown(text)
+      }", which has a comma in it: choose a path without one${otherwise}`,
     );
   }
   let path = text;
@@ -408,13 +453,13 @@ function readTokenFile(text: string | undefined, context: PluginContext): TokenF
     const home = context.env("HOME");
     if (home === undefined || !home.startsWith("/")) {
       throw new UsageError(
-        `token-file is "${text}", but HOME is not set to a directory: write the whole path`,
+        `${option} is "${text}", but HOME is not set to a directory: write the whole path`,
       );
     }
     path = `${home.replace(/\/$/, "")}${text.slice(1)}`;
   } else if (text.startsWith("~")) {
     throw new UsageError(
-      `token-file is "${text}": only ~/ (this user's home) is understood; write the whole path`,
+      `${option} is "${text}": only ~/ (this user's home) is understood; write the whole path`,
     );
   } else if (!text.startsWith("/")) {
     path = `${context.cwd.replace(/\/$/, "")}/${text}`;
@@ -422,10 +467,10 @@ function readTokenFile(text: string | undefined, context: PluginContext): TokenF
   const parts = path.split("/").filter((part) => part !== "" && part !== ".");
   if (path.endsWith("/") || parts.length === 0 || parts.includes("..")) {
     throw new UsageError(
-      `token-file is "${text}", which is not a file's path: name a file, such as ~/.config/sts/token (no .. in it)`,
+      `${option} is "${text}", which is not a file's path: name a file, such as ${example} (no .. in it)`,
     );
   }
-  return { kind: "path", path: `/${parts.join("/")}`, given: text };
+  return `/${parts.join("/")}`;
 }
 
 /** The ARN of an IAM role, checked as plugin.yml's pattern does, with a message that says so. */

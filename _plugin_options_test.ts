@@ -178,8 +178,8 @@ Deno.test("readPluginConfig() chooses the mode, and refuses options that have no
       "issuer has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove issuer",
     ],
     [
-      { "aws-role-arn": ROLE, timeout: "5" },
-      "timeout has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove timeout",
+      { "aws-role-arn": ROLE, "client-id": "ci" },
+      "client-id has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove client-id",
     ],
     [
       { "google-credentials": "true", "target-audience": PROVIDER, scope: "x" },

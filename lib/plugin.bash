@@ -24,19 +24,19 @@ token_exchange_job_dir() {
   printf -v "$1" '%s' "${tmp_dir%/}/token-exchange-${job_id//[^A-Za-z0-9-]/_}"
 }
 
-# token_exchange_token_file_dir VAR: VAR = the directory of an explicit token-file path (~/ is
-# HOME, a relative path the working directory's), or empty: a narrow reading for the engine's
-# --allow-read and --allow-write, which the engine checks again (and refuses what is not clean).
-token_exchange_token_file_dir() {
+# token_exchange_path VAR NAME: VAR = the path of the file the option NAME names (~/ is HOME, a
+# relative path the working directory's), or empty: a narrow reading for the engine's --allow-read
+# and --allow-write, which the engine checks again (and refuses what is not clean).
+token_exchange_path() {
   local path
-  token_exchange_option path TOKEN_FILE
+  token_exchange_option path "$2"
   case "$path" in
     "" | true | false | 0 | 1 | *,*) path="" ;;
     \~/*) path="${HOME:-}/${path:2}" ;;
     /*) ;;
     *) path="${PWD%/}/${path}" ;;
   esac
-  printf -v "$1" '%s' "${path%/*}"
+  printf -v "$1" '%s' "$path"
 }
 
 # token_exchange_agent_args: token_exchange_agent = the arguments of `buildkite-agent oidc
@@ -66,7 +66,7 @@ token_exchange_agent_args() {
 # that finds nothing clean, the permission is left out and the engine says what is wrong. FILE_DIRS
 # (comma-separated) replaces token-file's directory, for a cleanup.
 token_exchange_engine() {
-  local run="$1" dir="$2" plugin_dir="$3" url host="" secret_env paths file_dir names resolved_binary
+  local run="$1" dir="$2" plugin_dir="$3" url host="" secret_env paths file_dir ca_file names resolved_binary
   local http_url='^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,4}))?([/?#].*)?$'
   if command -v deno >/dev/null 2>&1; then
     token_exchange_cli=(deno run --no-config --no-lock --no-remote --no-prompt)
@@ -76,9 +76,10 @@ token_exchange_engine() {
       host="${BASH_REMATCH[1]}${BASH_REMATCH[2]}"
     fi
     [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host}")
-    if [[ "$#" -ge 4 ]]; then file_dir="$4"; else token_exchange_token_file_dir file_dir; fi
+    if [[ "$#" -ge 4 ]]; then file_dir="$4"; else token_exchange_path file_dir TOKEN_FILE && file_dir="${file_dir%/*}"; fi
     paths="${dir}${file_dir:+,${file_dir}}"
-    token_exchange_cli+=("--allow-read=${paths}" "--allow-write=${paths}" "--allow-sys=uid,gid")
+    token_exchange_path ca_file CA_FILE
+    token_exchange_cli+=("--allow-read=${paths}${ca_file:+,${ca_file}}" "--allow-write=${paths}" "--allow-sys=uid,gid")
     token_exchange_option secret_env CLIENT_SECRET_ENV
     [[ "$secret_env" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || secret_env=""
     # NO_PROXY: the engine adds loopback to it while it makes the client for an https loopback

@@ -50,6 +50,7 @@ const OPTIONS: Record<string, string> = {
   "token-file": "",
   timeout: "10",
   retries: "3",
+  "ca-file": "",
   hook: "environment",
   redact: "true",
   debug: "false",
