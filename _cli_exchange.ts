@@ -51,7 +51,7 @@ export function openSession(
 ): Session {
   const caCerts = options.caFile === undefined
     ? undefined
-    : readCaFile(options.caFile, options.caFileLabel);
+    : [readPemFile(options.caFile, options.caFileLabel)];
   const direct = directLoopbackFetch(caCerts);
   try {
     direct.prepare(first);
@@ -84,8 +84,16 @@ export function sessionOptions(config: CliConfig): SessionOptions {
   return { ...config, caFileLabel: labelOf(config, "ca-file") };
 }
 
-/** The certificates of a CA file: its PEM text, checked to hold at least one. */
-function readCaFile(path: string, label: string): string[] {
+/**
+ * The text of a PEM file of certificates (`ca-file`, `kubernetes-ca`), checked to hold at least
+ * one and nothing but ASCII.
+ *
+ * @param path The file.
+ * @param label The option that names it, for messages.
+ * @returns The file's text.
+ * @throws {UsageError} When it cannot be read or is not a PEM file of certificates.
+ */
+export function readPemFile(path: string, label: string): string {
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
@@ -96,12 +104,13 @@ function readCaFile(path: string, label: string): string[] {
       }): name a readable PEM file that holds the CA's certificate`,
     );
   }
-  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+  // deno-lint-ignore no-control-regex
+  if (!text.includes("-----BEGIN CERTIFICATE-----") || /[^\x00-\x7f]/.test(text)) {
     throw new UsageError(
-      `${label} is "${path}", which holds no PEM certificate (no -----BEGIN CERTIFICATE----- line): name the CA's certificate in PEM form`,
+      `${label} is "${path}", which holds no PEM certificate (no -----BEGIN CERTIFICATE----- line, or not plain text): name the CA's certificate in PEM form`,
     );
   }
-  return [text];
+  return text;
 }
 
 /**

@@ -78,7 +78,7 @@ Deno.test("openSession() trusts ca-file's CA for every request; without it the c
       Deno.writeTextFileSync(key, "not a certificate\n");
       assert.equal(
         refused(key),
-        `ca-file is "${key}", which holds no PEM certificate (no -----BEGIN CERTIFICATE----- line): name the CA's certificate in PEM form`,
+        `ca-file is "${key}", which holds no PEM certificate (no -----BEGIN CERTIFICATE----- line, or not plain text): name the CA's certificate in PEM form`,
       );
     });
   } finally {

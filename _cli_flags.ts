@@ -400,6 +400,13 @@ export class OptionValues {
       return { value: flag, from: `--${name}` };
     }
     const suffix = FLAGS[name]!.env!;
+    const items = this.variables(suffix);
+    if (items.length > 0) this.#fromVariable.add(name);
+    return { value: items, from: optionName(suffix) };
+  }
+
+  /** A plugin list variable's values (`_0`, `_1`, … or a plain string). */
+  variables(suffix: string): string[] {
     const items: string[] = [];
     if (this.variable(`${suffix}_0`) !== undefined) {
       for (let i = 0, item; (item = this.variable(`${suffix}_${i}`)) !== undefined; i++) {
@@ -409,8 +416,7 @@ export class OptionValues {
       const single = this.variable(suffix);
       if (single !== undefined) items.push(single);
     }
-    if (items.length > 0) this.#fromVariable.add(name);
-    return { value: items, from: optionName(suffix) };
+    return items;
   }
 
   /** `true`/`1` or `false`/`0`; `false` when unset. */

@@ -300,7 +300,10 @@ function unreachable(what: string, target: string, cause: string): string {
     case "invalid":
       return `${what} "${target}" presented a certificate that is not valid (${cause})`;
     default:
-      return `Cannot reach ${what.toLowerCase()} "${target}": ${cause}`;
+      // "token endpoint", "issuer"; a name such as "AWS STS" or "Google IAM" stays as it is.
+      return `Cannot reach ${
+        /^[A-Z][a-z]*(?: [a-z]+)*$/.test(what) ? what[0]!.toLowerCase() + what.slice(1) : what
+      } "${target}": ${cause}`;
   }
 }
 

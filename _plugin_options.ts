@@ -14,9 +14,20 @@ import {
   OptionValues,
   UsageError,
 } from "./_cli_flags.ts";
-import { TOKEN_TYPES } from "./_constants.ts";
+import {
+  AWS_AUDIENCE,
+  type AwsOptions,
+  type GoogleOptions,
+  type KubernetesOptions,
+  readAws,
+  readGoogle,
+  readKubernetes,
+  readSessionTags,
+} from "./_plugin_providers.ts";
+import { type PluginContext, resolvePath, shown } from "./_plugin_values.ts";
 import { type BuildkiteSource, chooseSubjectTokenSource } from "./_subject_token.ts";
-import { parseSecureUrl, parseSingleHostUrl } from "./_url.ts";
+
+export type { PluginContext } from "./_plugin_values.ts";
 
 /** What an entry of the plugin does with the job's OIDC token. */
 export type Mode =
@@ -71,27 +82,37 @@ export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   "service-account": { modes: ["google"] },
   "service-account-token-lifetime": { modes: ["google"] },
   "aws-role-arn": { modes: ALL },
+  "aws-session-name": { modes: ["aws"] },
+  "aws-session-duration": { modes: ["aws"] },
+  "aws-region": { modes: ["aws"] },
+  "aws-session-tags": { list: true, modes: ["aws"] },
+  "aws-credentials": { modes: ["aws"] },
+  "kubernetes-server": { modes: ["exchange"] },
+  "kubernetes-ca": { modes: ["exchange"] },
 };
 
 /** Options that mean something only beside another one: each names the one it needs. */
 const NEEDS: Readonly<Record<string, string>> = {
   "service-account-token-lifetime": "service-account",
   "client-auth": "client-secret-env",
+  "kubernetes-ca": "kubernetes-server",
+};
+
+/** The option that chooses each hand-over mode, for the message about an option of that mode. */
+const MODE_OPTIONS: Readonly<Record<Mode, string>> = {
+  exchange: "token-endpoint",
+  aws: "aws-role-arn",
+  google: "google-credentials",
 };
 
 /** Why an option has no use in a mode, for the message. */
 const MODE_REASONS: Readonly<Record<Mode, string>> = {
   exchange: "",
   aws:
-    "with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves)",
+    "with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves)",
   google:
     "with google-credentials, which makes no exchange (Google's tools exchange the OIDC token themselves)",
 };
-
-/** The default token endpoint of an external_account file: Google's STS. */
-export const GOOGLE_STS_URL = "https://sts.googleapis.com/v1/token";
-/** The default IAM Credentials endpoint for service account impersonation. */
-export const GOOGLE_IAM_URL = "https://iamcredentials.googleapis.com/v1";
 
 /** Where `token-file` writes the issued token. */
 export type TokenFile =
@@ -99,18 +120,6 @@ export type TokenFile =
   | { kind: "private" }
   /** A path, absolute once `~/` and a relative path are resolved; `given` is as written. */
   | { kind: "path"; path: string; given: string };
-
-/** What `google-credentials` writes into its external_account file. */
-export interface GoogleOptions {
-  /** The workload identity provider (`target-audience`). */
-  audience: string;
-  tokenUrl: string;
-  subjectTokenType: string;
-  /** The IAM Credentials base URL (TOKEN_EXCHANGE_GOOGLE_IAM_URL for a mirror or a test). */
-  iamUrl: string;
-  serviceAccount: string | undefined;
-  tokenLifetimeSeconds: number | undefined;
-}
 
 /** One entry of the plugin in a step, as its options describe it. */
 export interface PluginConfig {
@@ -132,16 +141,10 @@ export interface PluginConfig {
   keepsOidcToken: boolean;
   /** How every request is sent: `timeout`, `retries` and `ca-file` (its path resolved). */
   http: SessionOptions;
-  awsRoleArn: string | undefined;
+  aws: AwsOptions | undefined;
   google: GoogleOptions | undefined;
-}
-
-/** Where the options are read and paths resolved. */
-export interface PluginContext {
-  /** Reads a variable (the options, the client secret's, HOME, …). */
-  env: Env;
-  /** The working directory, for a relative `token-file`. */
-  cwd: string;
+  /** A kubeconfig of the entry's own (`kubernetes-server`), with an exchange. */
+  kubernetes: KubernetesOptions | undefined;
 }
 
 /**
@@ -178,13 +181,22 @@ export function readPluginConfig(
   }
   const mode: Mode = awsRoleArn !== undefined ? "aws" : google ? "google" : "exchange";
   for (const option of given) checkUse(option, mode, given);
-  const source: BuildkiteSource = { ...buildkiteSource(options), stdin: true };
+  const audience = value("audience") ?? value("buildkite-audience");
+  const source: BuildkiteSource = {
+    ...buildkiteSource(options),
+    ...(mode === "aws" && audience === undefined && { audience: AWS_AUDIENCE }),
+    ...(mode === "aws" && { awsSessionTags: readSessionTags(options) }),
+    stdin: true,
+  };
   const oidcTokenVar = readOidcTokenVar(value("oidc-token-file"));
   const envVar = value("env-var") ?? DEFAULT_ENV_VAR;
   checkExportName(envVar, "env-var", DEFAULT_ENV_VAR);
   let tokenFile = readTokenFile(value("token-file"), context);
-  // What refresh keeps fresh is files: with an exchange, the issued token's.
-  if (refresh && mode === "exchange" && tokenFile === undefined) tokenFile = { kind: "private" };
+  const kubernetes = readKubernetes(options, context);
+  // What refresh keeps fresh, and what a kubeconfig reads, is a file: the issued token's.
+  if ((refresh || kubernetes) && mode === "exchange" && tokenFile === undefined) {
+    tokenFile = { kind: "private" };
+  }
   const caFile = value("ca-file");
   const http: SessionOptions = {
     timeout: readTimeout(options),
@@ -195,6 +207,7 @@ export function readPluginConfig(
     caFileLabel: "ca-file",
   };
   const exchange = mode === "exchange" ? readExchange(options) : undefined;
+  const aws = mode === "aws" ? readAws(options, context.env, refresh) : undefined;
   return {
     mode,
     hook,
@@ -206,10 +219,13 @@ export function readPluginConfig(
     envVar,
     tokenFile,
     oidcTokenVar,
-    keepsOidcToken: mode !== "exchange" || oidcTokenVar !== undefined,
+    // The AWS and Google tools read the OIDC token from its file (unless the hook hands over keys).
+    keepsOidcToken: mode === "google" || aws?.credentials === "web-identity" ||
+      oidcTokenVar !== undefined,
     http,
-    awsRoleArn: mode === "aws" ? checkRoleArn(awsRoleArn!) : undefined,
-    google: mode === "google" ? readGoogle(options, context.env) : undefined,
+    aws,
+    google: mode === "google" ? readGoogle(options, audience, context.env) : undefined,
+    kubernetes,
   };
 }
 
@@ -269,9 +285,13 @@ function checkOptionNames(variables: readonly string[], env: Env): string[] {
 /** An option set in a mode where it has no use, or without the option it needs, is a mistake. */
 function checkUse(option: string, mode: Mode, given: readonly string[]): void {
   const spec = PLUGIN_OPTIONS[option]!;
-  if (spec.modes.length === 1 && spec.modes[0] === "google" && mode !== "google") {
+  const only = spec.modes.length === 1 ? spec.modes[0]! : undefined;
+  if (only !== undefined && only !== "exchange" && only !== mode) {
+    const chooser = MODE_OPTIONS[only];
     throw new UsageError(
-      `${option} has no use without google-credentials: set google-credentials: true, or remove ${option}`,
+      `${option} has no use without ${chooser}: set ${chooser}${
+        only === "google" ? ": true" : ""
+      }, or remove ${option}`,
     );
   }
   if (!spec.modes.includes(mode)) {
@@ -291,18 +311,6 @@ function readBoolean(options: OptionValues, option: string, fallback: boolean): 
   if (text === "true" || text === "1") return true;
   if (text === "false" || text === "0") return false;
   throw new UsageError(`${option} is "${shown(text)}": use true or false`);
-}
-
-/**
- * A value from pipeline.yml for a message, between quotes: JSON-escaped, so that a line break, tab
- * or other control character shows as one (`\n`) and cannot end the line; capped.
- */
-function shown(text: string): string {
-  const capped = text.length > 200 ? `${text.slice(0, 200)}…` : text;
-  return JSON.stringify(capped).slice(1, -1).replace(
-    /[\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
 }
 
 /** The audience, lifetime and claims of the Buildkite OIDC token. */
@@ -420,130 +428,4 @@ function readTokenFile(text: string | undefined, context: PluginContext): TokenF
     ", or token-file: true for a private one",
   );
   return { kind: "path", path, given: text };
-}
-
-/**
- * The absolute path of a file an option names: `~/` is the home directory, a relative path the
- * checkout's (the working directory); no `..`, and no comma (a Deno permission flag cannot hold
- * one, so the hooks could not let the engine reach it).
- *
- * @param text The option's value.
- * @param option The option, for messages.
- * @param example A path to suggest.
- * @param context HOME and the working directory.
- * @param otherwise What else the user may do, for messages.
- * @returns The path.
- */
-function resolvePath(
-  text: string,
-  option: string,
-  example: string,
-  context: PluginContext,
-  otherwise = "",
-): string {
-  if (text.includes(",")) {
-    throw new UsageError(
-      `${option} is "${
-        shown(text)
-      }", which has a comma in it: choose a path without one${otherwise}`,
-    );
-  }
-  let path = text;
-  if (text === "~" || text.startsWith("~/")) {
-    const home = context.env("HOME");
-    if (home === undefined || !home.startsWith("/")) {
-      throw new UsageError(
-        `${option} is "${text}", but HOME is not set to a directory: write the whole path`,
-      );
-    }
-    path = `${home.replace(/\/$/, "")}${text.slice(1)}`;
-  } else if (text.startsWith("~")) {
-    throw new UsageError(
-      `${option} is "${text}": only ~/ (this user's home) is understood; write the whole path`,
-    );
-  } else if (!text.startsWith("/")) {
-    path = `${context.cwd.replace(/\/$/, "")}/${text}`;
-  }
-  const parts = path.split("/").filter((part) => part !== "" && part !== ".");
-  if (path.endsWith("/") || parts.length === 0 || parts.includes("..")) {
-    throw new UsageError(
-      `${option} is "${text}", which is not a file's path: name a file, such as ${example} (no .. in it)`,
-    );
-  }
-  return `/${parts.join("/")}`;
-}
-
-/** The ARN of an IAM role, checked as plugin.yml's pattern does, with a message that says so. */
-function checkRoleArn(arn: string): string {
-  if (arn.length > 600 || !/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_/-]+$/.test(arn)) {
-    throw new UsageError(
-      `aws-role-arn is "${
-        shown(arn)
-      }", not the ARN of an IAM role: use one such as arn:aws:iam::123456789012:role/deploy`,
-    );
-  }
-  return arn;
-}
-
-const WORKLOAD_PROVIDER =
-  "//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER";
-
-function readGoogle(options: OptionValues, env: Env): GoogleOptions {
-  const audiences = options.list("target-audience").value;
-  if (audiences.length !== 1) {
-    throw new UsageError(
-      `google-credentials needs one target-audience, the workload identity provider's: ${WORKLOAD_PROVIDER}`,
-    );
-  }
-  const audience = audiences[0]!;
-  const subjectTokenType = options.variable("SUBJECT_TOKEN_TYPE") ?? TOKEN_TYPES.jwt;
-  const endpoint = options.variable("TOKEN_ENDPOINT");
-  let tokenUrl = GOOGLE_STS_URL;
-  if (endpoint !== undefined) {
-    try {
-      tokenUrl = parseSingleHostUrl(
-        endpoint,
-        "Token endpoint (token-endpoint)",
-        "no credentials (Google's STS takes none)",
-      ).href;
-    } catch (error) {
-      throw new UsageError((error as TypeError).message);
-    }
-  }
-  let iamUrl = GOOGLE_IAM_URL;
-  const mirror = env("TOKEN_EXCHANGE_GOOGLE_IAM_URL");
-  if (mirror) {
-    try {
-      iamUrl = parseSecureUrl(mirror, "TOKEN_EXCHANGE_GOOGLE_IAM_URL").href.replace(/\/$/, "");
-    } catch (error) {
-      throw new UsageError((error as TypeError).message);
-    }
-  }
-  const serviceAccount = options.variable("SERVICE_ACCOUNT");
-  if (serviceAccount !== undefined && !/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$/.test(serviceAccount)) {
-    throw new UsageError(
-      `service-account is "${
-        shown(serviceAccount)
-      }", not a service account's email: use one such as deployer@my-project.iam.gserviceaccount.com`,
-    );
-  }
-  const lifetime = options.variable("SERVICE_ACCOUNT_TOKEN_LIFETIME");
-  if (
-    lifetime !== undefined &&
-    !(/^\d{1,5}$/.test(lifetime) && Number(lifetime) >= 600 && Number(lifetime) <= 43200)
-  ) {
-    throw new UsageError(
-      `service-account-token-lifetime is "${
-        shown(lifetime)
-      }": use a whole number of seconds from 600 to 43200`,
-    );
-  }
-  return {
-    audience,
-    tokenUrl,
-    subjectTokenType,
-    iamUrl,
-    serviceAccount,
-    tokenLifetimeSeconds: lifetime === undefined ? undefined : Number(lifetime),
-  };
 }

@@ -209,7 +209,7 @@ async function releaseVariants(
       command: [
         "bash",
         "-c",
-        'source "$1/lib/binary.bash"; token_exchange_untrusted u "$2" "$3"; [[ -z "$u" ]]',
+        'source "$1/lib/binary.bash"; install=; token_exchange_trusted check "$2" "$3"',
         "_",
         setup.plugin,
         setup.binary.path,

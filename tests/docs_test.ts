@@ -60,6 +60,13 @@ const OPTIONS: Record<string, string> = {
   "service-account": "",
   "service-account-token-lifetime": "",
   "aws-role-arn": "",
+  "aws-session-name": "buildkite-<pipeline>-<build number>-<step key or job ID>",
+  "aws-session-duration": "",
+  "aws-region": "",
+  "aws-session-tags": "",
+  "aws-credentials": "web-identity",
+  "kubernetes-server": "",
+  "kubernetes-ca": "",
 };
 /** Options only the hooks use, which the CLI has no flag for. */
 const HOOK_ONLY = [
@@ -74,6 +81,13 @@ const HOOK_ONLY = [
   "service-account",
   "service-account-token-lifetime",
   "aws-role-arn",
+  "aws-session-name",
+  "aws-session-duration",
+  "aws-region",
+  "aws-session-tags",
+  "aws-credentials",
+  "kubernetes-server",
+  "kubernetes-ca",
 ];
 
 /** A link to a file of this repository as a path from its root (and anchor), or undefined. */

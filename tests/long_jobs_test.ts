@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import { DENO_BIN_DIR, listTree, PLUGIN_DIR, runHooks } from "./_hooks.ts";
-import { ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
-import { runGoogleClient, startGoogleStandIns } from "./_google.ts";
+import { type AwsStandIn, ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
+import { type GoogleStandIns, runGoogleClient, startGoogleStandIns } from "./_google.ts";
 import { mintedTokens } from "./_refresh_agent.ts";
 import { decodeJwt } from "../_jwt.ts";
 import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
@@ -32,6 +32,9 @@ export async function longJob(): Promise<
     env: Record<string, string>;
     /** The directory of the job's Nth plugin entry (from 1, in the order the hooks ran). */
     entryDir: (entry?: number) => string;
+    /** AWS STS (AWS_ENDPOINT_URL_STS) and Google's STS and IAM, which the hooks check once. */
+    aws: AwsStandIn;
+    google: GoogleStandIns;
   }
 > {
   const tmp = await Deno.makeTempDir({ prefix: "long-job-" });
@@ -40,7 +43,11 @@ export async function longJob(): Promise<
   await Deno.writeTextFile(log, "");
   // The job's process (the agent's bootstrap): the refresher ends when it is gone.
   const job = new Deno.Command("sleep", { args: ["600"], stdout: "null", stderr: "null" }).spawn();
+  const aws = startAwsStandIn({ lifetimeSeconds: 3600 });
+  const google = startGoogleStandIns({ lifetimeSeconds: 3600 });
   return {
+    aws,
+    google,
     tmp,
     work,
     log,
@@ -54,6 +61,8 @@ export async function longJob(): Promise<
       BUILDKITE_PIPELINE_SLUG: "deploy",
       BUILDKITE_BUILD_NUMBER: "42",
       BUILDKITE_STEP_KEY: "deploy",
+      AWS_ENDPOINT_URL_STS: aws.url,
+      TOKEN_EXCHANGE_GOOGLE_IAM_URL: `${google.origin}/v1`,
     },
     entryDir: (entry = 1) => `${tmp}/token-exchange-${JOB}/${entry}`,
     async [Symbol.asyncDispose]() {
@@ -61,6 +70,8 @@ export async function longJob(): Promise<
         job.kill();
       } catch { /* already gone */ }
       await job.status;
+      await aws.close();
+      await google.close();
       // A refresher a failed test left running ends with its directory's FIFO gone or its job.
       await Deno.remove(tmp, { recursive: true });
       await Deno.remove(work, { recursive: true });
@@ -386,7 +397,7 @@ Deno.test("a Google and an AWS entry in one step each keep the OIDC token minted
   const google = {
     "google-credentials": true,
     audience: PROVIDER,
-    "target-audience": PROVIDER,
+    "token-endpoint": job.google.stsUrl,
   };
   const aws = { ...AWS, audience: "sts.amazonaws.com" };
   const env = { ...job.env, STANDIN_OIDC_LIFETIME: "600" };
@@ -441,7 +452,11 @@ Deno.test("two entries that would export the same variable or write the same fil
     });
   }
   await t.step("two google-credentials entries", async () => {
-    const google = { "google-credentials": true, "target-audience": PROVIDER };
+    const google = {
+      "google-credentials": true,
+      audience: PROVIDER,
+      "token-endpoint": job.google.stsUrl,
+    };
     assert.equal((await run(google)).code, 0);
     const result = await run(google);
     assert.deepEqual([result.code, result.stderr], [
@@ -465,12 +480,12 @@ Deno.test("whole-job options' mistakes are exit 2 naming the option", async (t) 
     [
       "aws-role-arn with a token endpoint",
       { "aws-role-arn": role, "token-endpoint": "https://sts.example.com/token" },
-      "token-endpoint has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove token-endpoint",
+      "token-endpoint has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove token-endpoint",
     ],
     [
       "aws-role-arn with token-file",
       { "aws-role-arn": role, "token-file": true },
-      "token-file has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove token-file",
+      "token-file has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove token-file",
     ],
     [
       "google-credentials with env-var",
@@ -483,9 +498,9 @@ Deno.test("whole-job options' mistakes are exit 2 naming the option", async (t) 
       "Both aws-role-arn and google-credentials are set: use one plugin entry for each",
     ],
     [
-      "google-credentials without target-audience",
+      "google-credentials without the provider",
       { "google-credentials": true },
-      "google-credentials needs one target-audience, the workload identity provider's: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+      "google-credentials needs the workload identity provider: set audience to //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
     ],
     [
       "a service account that is not an email",
@@ -602,7 +617,7 @@ Deno.test("the AWS SDK gets credentials from the variables aws-role-arn exports,
     audience: "sts.amazonaws.com",
     refresh: true,
   };
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2", AWS_ENDPOINT_URL_STS: aws.url };
   const result = await runHooks(["environment"], { options, env, path: refreshPath() });
   assert.equal(result.code, 0, result.stderr);
   const exported = {
