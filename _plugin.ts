@@ -58,6 +58,8 @@ import { buildkiteAgentArgs, getSubjectToken } from "./_subject_token.ts";
 const AGENT_SECRETS = ["BUILDKITE_AGENT_ACCESS_TOKEN"];
 /** The file in an entry's directory where a renewal's failure waits for pre-exit to show it. */
 const REFRESHER_ERROR = "refresher.error";
+/** The file in an entry's directory that says how often the refresher renewed, for pre-exit. */
+const REFRESHER_STATUS = "refresher.status";
 
 /** The lines on stdout that the hooks read. */
 const hooks = {
@@ -643,6 +645,7 @@ function makeEntry(
     };
     if (config.refresh) {
       manifest.refresh = succeeded(obtained(config, tokens), undefined, jobTimeout());
+      writeStatus(made.dir, manifest);
     }
     if (written.files.length > 0) {
       const dirs = new Set(
@@ -708,10 +711,27 @@ async function renew(invocation: Invocation): Promise<number> {
   }
   manifest.refresh = state;
   writePrivateFile(`${dir}/${MANIFEST}`, JSON.stringify(manifest));
+  writeStatus(dir, manifest);
   const next = nextRenewal(now(), state);
   if (next.kind === "stop") return stop(dir, next.reason, manifest);
   hooks.line("next", String(next.seconds));
   return 0;
+}
+
+/** Says, for pre-exit, how often the refresher renewed the entry's files, and when it last did. */
+function writeStatus(dir: string, manifest: EntryManifest): void {
+  const { renewals, failures, obtainedAt } = manifest.refresh!;
+  const times = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+  const failed = `${times(failures, "attempt")} ${renewals === 0 ? "" : "after that "}failed`;
+  const said = renewals === 0
+    ? `renewed nothing: ${failures === 0 ? "the first tokens outlived the job" : failed}`
+    : `renewed this entry's files ${times(renewals, "time")}, last at ${
+      new Date(obtainedAt * 1000).toISOString().slice(11, 19)
+    } UTC${failures === 0 ? "" : `; ${failed}`}`;
+  writePrivateFile(
+    `${dir}/${REFRESHER_STATUS}`,
+    `The token refresher (${manifest.label}) ${said}\n`,
+  );
 }
 
 /** What pre-exit shows of the refresher's last failure: one warning line, then the details. */

@@ -12,7 +12,7 @@ import { type AwsStandIn, ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } fro
 import { type GoogleStandIns, runGoogleClient, startGoogleStandIns } from "./_google.ts";
 import { mintedTokens } from "./_refresh_agent.ts";
 import { decodeJwt } from "../_jwt.ts";
-import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
+import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 
 export const REFRESH_BIN = `${PLUGIN_DIR}/tests/bin-refresh`;
 const SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"];
@@ -167,7 +167,14 @@ Deno.test("refresh: true replaces the entry's files before the tokens expire, si
   const pid = await refresherPid(job.entryDir());
   assert.ok(alive(pid));
   const ended = await runHooks(["pre-exit"], { options, env, path: refreshPath() });
-  assert.deepEqual([ended.code, ended.stdout, ended.stderr], [0, "", ""]);
+  // pre-exit says how often the refresher renewed, and when it last did; nothing else.
+  assert.deepEqual([ended.code, ended.stdout], [0, ""]);
+  const said =
+    /^The token refresher \(env-var FEDERATED_ACCESS_TOKEN\) renewed this entry's files (\d+) times, last at \d\d:\d\d:\d\d UTC\n$/
+      .exec(ended.stderr);
+  assert.ok(said, ended.stderr);
+  // Each renewal is one request after the hook's (the last may have been stopped before it wrote).
+  assert.ok(Number(said[1]) >= 2 && Number(said[1]) <= server.requests.length - 1, said[0]);
   assert.equal(groupAlive(pid), false, "the refresher outlived pre-exit");
   assert.deepEqual(await listTree(job.tmp), []);
 });
@@ -657,5 +664,38 @@ Deno.test("the AWS SDK gets credentials from the variables aws-role-arn exports,
     "buildkite-deploy-42-deploy",
   ]);
   await runHooks(["pre-exit"], { options, env, path: refreshPath() });
+  assert.deepEqual(await listTree(job.tmp), []);
+});
+
+Deno.test("a renewal the endpoint refuses: pre-exit shows the endpoint's error and the OIDC token's iss, sub and aud, whole", async () => {
+  await using job = await longJob();
+  await using server = startTokenEndpoint((_, index) =>
+    index === 0
+      ? tokenResponse({ access_token: `issued-0-${"x".repeat(20)}`, expires_in: 3600 })
+      : oauthError(400, { error: "invalid_grant", error_description: "the trust policy changed" })
+  );
+  const options = { "token-endpoint": server.url, refresh: true, "oidc-token-file": true };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
+  const result = await runHooks(["environment"], { options, env, path: refreshPath() });
+  assert.equal(result.code, 0, result.stderr);
+  await eventually("a refused renewal", () => server.requests.length >= 2);
+  await eventually(
+    "its error recorded",
+    async () => (await readOrEmpty(`${job.entryDir()}/refresher.error`)) !== "",
+  );
+  const ended = await runHooks(["pre-exit"], { options, env, path: refreshPath() });
+  const [warning, claims, status] = ended.stderr.split("\n");
+  assert.equal(
+    warning,
+    '⚠️ The token refresher (env-var FEDERATED_ACCESS_TOKEN) failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "the trust policy changed"; check that the endpoint\'s trust policy accepts the token\'s iss, sub and aud below',
+  );
+  assert.match(
+    claims ?? "",
+    /^ {3}Buildkite OIDC token: iss="https:\/\/agent\.buildkite\.com" sub="organization:acme:pipeline:deploy:ref:refs\/heads\/main:commit:[0-9a-f]+:step:deploy" aud="buildkite"$/,
+  );
+  assert.match(
+    status ?? "",
+    /^The token refresher \(env-var FEDERATED_ACCESS_TOKEN\) renewed nothing/,
+  );
   assert.deepEqual(await listTree(job.tmp), []);
 });
