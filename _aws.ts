@@ -33,6 +33,10 @@ export interface AwsCredentials {
 }
 
 const WHAT = "AWS STS";
+/** An Expiration as STS writes it (exported as AWS_CREDENTIAL_EXPIRATION). */
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z$/;
+/** An assumed role session's ARN (shown in the log). */
+const ASSUMED_ROLE = /^arn:aws[a-z-]*:sts::\d{12}:assumed-role\/[\w+=,.@/-]{1,200}$/;
 
 /** What to change for each code STS answers with, where its message alone does not say. */
 function hintFor(code: string, message: string): string {
@@ -152,8 +156,10 @@ export async function assumeRoleWithWebIdentity(
     ? "without the credentials AssumeRoleWithWebIdentity returns"
     : !/^[A-Z0-9]{16,128}$/.test(credentials.accessKeyId)
     ? "with an AccessKeyId that is not one"
-    : Number.isNaN(Date.parse(credentials.expiration))
+    : !RFC3339.test(credentials.expiration)
     ? "with an Expiration that is not a time"
+    : !ASSUMED_ROLE.test(credentials.assumedRoleArn)
+    ? "with an AssumedRoleUser Arn that is not an assumed role's"
     : ([
       ["SecretAccessKey", credentials.secretAccessKey],
       ["SessionToken", credentials.sessionToken],

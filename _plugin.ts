@@ -43,7 +43,7 @@ import {
 } from "./_plugin_files.ts";
 import { type PluginConfig, readPluginConfig } from "./_plugin_options.ts";
 import type { AwsOptions } from "./_plugin_providers.ts";
-import { oneLine } from "./_redact.ts";
+import { oneLine, summarise } from "./_redact.ts";
 import {
   failed,
   nextRenewal,
@@ -595,7 +595,9 @@ async function hook(invocation: Invocation): Promise<number> {
  */
 function sayChecked(config: PluginConfig, entry: Plan, tokens: Tokens): void {
   if (config.aws !== undefined) {
-    hooks.line("say", `Assumed ${tokens.aws!.assumedRoleArn}: its trust policy accepts this job`);
+    // The ARN is STS's: masked, in case it echoes the OIDC token.
+    const arn = summarise(tokens.aws!.assumedRoleArn, [tokens.subjectToken!]);
+    hooks.line("say", `Assumed ${arn}: its trust policy accepts this job`);
     // Those this entry exports anyway are replaced, not unset.
     const ambient = AWS_AMBIENT.filter((name) =>
       env(name) !== undefined && !entry.exports.includes(name)
