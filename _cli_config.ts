@@ -56,6 +56,8 @@ export interface CliConfig {
   /** Per-attempt timeout in milliseconds. */
   timeout: number;
   retries: number;
+  /** A PEM file of CA certificates to trust beside the system's (`--ca-file`), as given. */
+  caFile: string | undefined;
   /** How messages name the options. */
   names: OptionNames;
 }
@@ -120,6 +122,7 @@ export function readConfig(options: OptionValues, plugin = false): CliConfig {
     clientAuth,
     timeout,
     retries,
+    caFile: options.string("ca-file")?.value,
     names: options.names(named),
   };
   // Whatever else the library would refuse, refuse it now, before any token is requested, with
@@ -173,7 +176,8 @@ function readEndpoint(
   return { tokenEndpoint, issuer, plugin };
 }
 
-function readTimeout(options: OptionValues): number {
+/** `--timeout` (the plugin's `timeout`) in milliseconds. */
+export function readTimeout(options: OptionValues): number {
   const source = options.string("timeout");
   if (source === undefined) return DEFAULT_TIMEOUT_MS;
   const seconds = Number(source.value);
@@ -185,7 +189,8 @@ function readTimeout(options: OptionValues): number {
   return seconds * 1000;
 }
 
-function readRetries(options: OptionValues): number {
+/** `--retries` (the plugin's `retries`). */
+export function readRetries(options: OptionValues): number {
   const source = options.string("retries");
   if (source === undefined) return DEFAULT_RETRIES;
   if (!/^\d{1,3}$/.test(source.value) || Number(source.value) > 100) {

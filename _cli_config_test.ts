@@ -75,6 +75,7 @@ Deno.test("parseCommandLine() reads every option from BUILDKITE_PLUGIN_TOKEN_EXC
     [`${P}CLIENT_AUTH`]: "post",
     [`${P}TIMEOUT`]: "2.5",
     [`${P}RETRIES`]: "0",
+    [`${P}CA_FILE`]: "/etc/ssl/internal-ca.pem",
     [`${P}DEBUG`]: "false",
     STS_SECRET: "s3cret",
   });
@@ -102,6 +103,7 @@ Deno.test("parseCommandLine() reads every option from BUILDKITE_PLUGIN_TOKEN_EXC
     clientAuth: "post",
     timeout: 2500,
     retries: 0,
+    caFile: "/etc/ssl/internal-ca.pem",
     names: {
       fromVariable: [
         "debug",
@@ -120,6 +122,7 @@ Deno.test("parseCommandLine() reads every option from BUILDKITE_PLUGIN_TOKEN_EXC
         "resource",
         "scope",
         "requested-token-type",
+        "ca-file",
       ],
       fromFlag: [],
       plugin: true,

@@ -8,7 +8,8 @@ import { directLoopbackFetch } from "./_direct_fetch.ts";
 import { TokenExchangeError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
 import { type HttpInternals, type HttpOptions, runBudget } from "./_http.ts";
-import { maskSecrets, summarise } from "./_redact.ts";
+import { UsageError } from "./_cli_flags.ts";
+import { maskSecrets, oneLine, summarise } from "./_redact.ts";
 import type { TokenExchangeResponse } from "./_response.ts";
 import { SubjectTokenError, type SubjectTokenSource } from "./_subject_token.ts";
 
@@ -21,26 +22,53 @@ export interface Session extends Disposable {
   debug: ((line: string) => void) | undefined;
 }
 
+/** How a run's requests are sent: the CLI's and the plugin's `timeout`, `retries` and `ca-file`. */
+export interface SessionOptions {
+  /** Per-attempt timeout in milliseconds. */
+  timeout: number;
+  retries: number;
+  /** A PEM file of CA certificates to trust beside the system's. */
+  caFile: string | undefined;
+  /** How messages name `ca-file`: `--ca-file`, or as pipeline.yml spells it. */
+  caFileLabel: string;
+}
+
 /**
  * Opens the HTTP session of a run. A loopback endpoint (or issuer, or token service) is reached
  * directly, never through a proxy from the environment; other hosts keep HTTPS_PROXY and NO_PROXY.
- * The client for the endpoint is made now, while the hooks' agent call is still under way.
+ * The client for the first host is made now, while the hooks' agent call is still under way.
  *
- * @param config The run's configuration.
+ * @param options The timeout, retries and CA file.
+ * @param first The first URL the run will request.
  * @param debug Where debug lines go, with --debug.
  * @returns The session; dispose of it to close its clients.
+ * @throws {UsageError} When the CA file cannot be read or holds no certificate.
  */
 export function openSession(
-  config: CliConfig,
+  options: SessionOptions,
+  first: URL,
   debug: ((line: string) => void) | undefined,
 ): Session {
-  const direct = directLoopbackFetch();
-  direct.prepare(config.tokenEndpoint ?? config.issuer!);
-  const budget = runBudget(config.timeout, config.retries);
+  const caCerts = options.caFile === undefined
+    ? undefined
+    : [readPemFile(options.caFile, options.caFileLabel)];
+  const direct = directLoopbackFetch(caCerts);
+  try {
+    direct.prepare(first);
+  } catch (error) {
+    direct[Symbol.dispose]();
+    // Deno checks the certificates when it makes the client.
+    throw new UsageError(
+      `${options.caFileLabel} is "${options.caFile}", whose certificate Deno refused (${
+        oneLine((error as Error).message)
+      }): name the CA's certificate in PEM form`,
+    );
+  }
+  const budget = runBudget(options.timeout, options.retries);
   return {
     http: {
-      timeout: config.timeout,
-      retries: config.retries,
+      timeout: options.timeout,
+      retries: options.retries,
       onDebug: debug,
       fetch: direct.fetch,
       platformFetch: true,
@@ -49,6 +77,40 @@ export function openSession(
     debug,
     [Symbol.dispose]: () => direct[Symbol.dispose](),
   };
+}
+
+/** The session options of an exchange's configuration. */
+export function sessionOptions(config: CliConfig): SessionOptions {
+  return { ...config, caFileLabel: labelOf(config, "ca-file") };
+}
+
+/**
+ * The text of a PEM file of certificates (`ca-file`, `kubernetes-ca`), checked to hold at least
+ * one and nothing but ASCII.
+ *
+ * @param path The file.
+ * @param label The option that names it, for messages.
+ * @returns The file's text.
+ * @throws {UsageError} When it cannot be read or is not a PEM file of certificates.
+ */
+export function readPemFile(path: string, label: string): string {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new UsageError(
+      `${label} is "${path}", which cannot be read (${
+        oneLine((error as Error).message)
+      }): name a readable PEM file that holds the CA's certificate`,
+    );
+  }
+  // deno-lint-ignore no-control-regex
+  if (!text.includes("-----BEGIN CERTIFICATE-----") || /[^\x00-\x7f]/.test(text)) {
+    throw new UsageError(
+      `${label} is "${path}", which holds no PEM certificate (no -----BEGIN CERTIFICATE----- line, or not plain text): name the CA's certificate in PEM form`,
+    );
+  }
+  return text;
 }
 
 /**

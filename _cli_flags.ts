@@ -132,6 +132,12 @@ export const FLAGS: Readonly<Record<string, FlagSpec>> = {
     arg: "N",
     help: `extra attempts on transient failure [default: ${DEFAULT_RETRIES}]`,
   },
+  "ca-file": {
+    kind: "string",
+    env: "CA_FILE",
+    arg: "PATH",
+    help: "PEM file of a CA to trust beside the system's (an endpoint with a private CA)",
+  },
   "subject-token-env": {
     kind: "string",
     arg: "NAME",
@@ -237,6 +243,11 @@ export function closestName(name: string, candidates: readonly string[]): string
 
 function unknownFlag(flag: string): UsageError {
   const name = flag.replace(/^-+/, "").split("=")[0]!;
+  if (/^client[-_]?secret$/i.test(name)) {
+    return new UsageError(
+      `There is no flag "--${name}": it would take the client secret itself, which the process list and the shell's history show to others: rotate that secret if it was used, keep the new one in an environment variable, and name the variable with --client-secret-env`,
+    );
+  }
   const closest = closestName(name, Object.keys(FLAGS));
   const hint = closest ? `: did you mean --${closest}?` : "";
   return new UsageError(`Unknown flag "${flag.split("=")[0]}"${hint || ": see --help"}`);
@@ -389,6 +400,13 @@ export class OptionValues {
       return { value: flag, from: `--${name}` };
     }
     const suffix = FLAGS[name]!.env!;
+    const items = this.variables(suffix);
+    if (items.length > 0) this.#fromVariable.add(name);
+    return { value: items, from: optionName(suffix) };
+  }
+
+  /** A plugin list variable's values (`_0`, `_1`, … or a plain string). */
+  variables(suffix: string): string[] {
     const items: string[] = [];
     if (this.variable(`${suffix}_0`) !== undefined) {
       for (let i = 0, item; (item = this.variable(`${suffix}_${i}`)) !== undefined; i++) {
@@ -398,8 +416,7 @@ export class OptionValues {
       const single = this.variable(suffix);
       if (single !== undefined) items.push(single);
     }
-    if (items.length > 0) this.#fromVariable.add(name);
-    return { value: items, from: optionName(suffix) };
+    return items;
   }
 
   /** `true`/`1` or `false`/`0`; `false` when unset. */

@@ -45,6 +45,10 @@ Deno.test("parseFlags() refuses what is not a flag it knows, saying what to writ
     [["--token-endpont=x"], 'Unknown flag "--token-endpont": did you mean --token-endpoint?'],
     [["-x"], 'Unknown flag "-x": see --help'],
     [
+      ["--client-secret=pasted-s3cret-value"],
+      'There is no flag "--client-secret": it would take the client secret itself, which the process list and the shell\'s history show to others: rotate that secret if it was used, keep the new one in an environment variable, and name the variable with --client-secret-env',
+    ],
+    [
       ["https://sts.example.com"],
       'Unexpected argument "https://sts.example.com": options are flags such as --token-endpoint URL',
     ],

@@ -4,6 +4,7 @@
 
 import { type CliConfig, labelOf } from "./_cli_config.ts";
 import { OAuthError, TokenExchangeError } from "./_errors.ts";
+import { certificateProblem } from "./_http.ts";
 import { decodeJwt } from "./_jwt.ts";
 import { maskSecrets } from "./_redact.ts";
 import type { SubjectTokenSource } from "./_subject_token.ts";
@@ -156,8 +157,32 @@ export function hint(error: unknown, config: CliConfig): string {
     if (error.code === "timeout") {
       return `: raise ${name("timeout")}, or check this agent can reach the endpoint`;
     }
-    if (error.code === "network") return ": check the URL and that this agent can reach the host";
-    if (error.status === 404) return ": check the token endpoint URL";
+    if (error.code === "network") {
+      switch (certificateProblem(error.message)) {
+        case "untrusted":
+          return `; if your organisation's own CA issued it, set ${
+            name("ca-file")
+          } to that CA's certificate (a PEM file)`;
+        case "invalid":
+          return "; check the URL's host name is the one the certificate names, and that it has not expired";
+      }
+      return ": check the URL and that this agent can reach the host";
+    }
+    const endpoint = name(config.tokenEndpoint === undefined ? "issuer" : "token-endpoint");
+    if (error.status === 404) return `: check ${endpoint}`;
+    if (error.status === 401) {
+      return config.clientId === undefined
+        ? `: the endpoint wants client authentication: set ${name("client-id")} and ${
+          name("client-secret-env")
+        }`
+        : `: check ${name("client-id")} and the secret in ${name("client-secret-env")}`;
+    }
+    // _response.ts's words for a 200 whose body is a web page or nothing.
+    if (
+      error.status === 200 && / with (?:a body that is not JSON|an empty body) /.test(error.message)
+    ) {
+      return `: a login page or another web page answered, not a token endpoint: check ${endpoint}`;
+    }
   }
   return "";
 }

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { type CliCommand, type CliConfig, parseCommandLine, readConfig } from "./_cli_config.ts";
 import { OptionValues } from "./_cli_flags.ts";
 import { explain, hint, identify } from "./_cli_report.ts";
-import { HttpStatusError, NetworkError, OAuthError, TimeoutError } from "./_errors.ts";
+import {
+  HttpStatusError,
+  InvalidResponseError,
+  NetworkError,
+  OAuthError,
+  TimeoutError,
+} from "./_errors.ts";
 
 const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
 
@@ -55,14 +61,28 @@ Deno.test("hint() names each option as the user set it: a flag from the CLI, the
   );
 });
 
-Deno.test("hint() says what to check for a refused grant, a network error and a 404, and nothing otherwise", () => {
+Deno.test("hint() says what to check for a refused grant, a network error, a certificate, a 404, a 401 and a web page, and nothing otherwise", () => {
   const run = config(["--token-endpoint", "https://sts.example.com/token"]);
   assert.deepEqual(
     [
       oauth("invalid_grant"),
       oauth("temporarily_unavailable", 503),
       new NetworkError("down"),
+      new NetworkError(
+        'Token endpoint "https://sts.internal/token" presented a certificate that is not trusted here, from a CA this machine does not know (invalid peer certificate: UnknownIssuer)',
+      ),
+      new NetworkError(
+        'Token endpoint "https://sts.internal/token" presented a certificate that is not valid (invalid peer certificate: Expired)',
+      ),
       new HttpStatusError("gone", 404, "text/plain", "Not Found"),
+      new HttpStatusError("no", 401, "text/plain", "Unauthorized"),
+      new InvalidResponseError(
+        "Token endpoint answered HTTP 200 with a body that is not JSON (text/html, 5 bytes)",
+        { status: 200 },
+      ),
+      new InvalidResponseError("Token endpoint answered HTTP 200 with no access_token", {
+        status: 200,
+      }),
       new HttpStatusError("teapot", 418, "text/plain", ""),
       new Error("other"),
     ].map((error) => hint(error, run)),
@@ -70,10 +90,25 @@ Deno.test("hint() says what to check for a refused grant, a network error and a 
       "; check that the endpoint's trust policy accepts the token's iss, sub and aud below",
       "",
       ": check the URL and that this agent can reach the host",
-      ": check the token endpoint URL",
+      "; if your organisation's own CA issued it, set --ca-file to that CA's certificate (a PEM file)",
+      "; check the URL's host name is the one the certificate names, and that it has not expired",
+      ": check --token-endpoint",
+      ": the endpoint wants client authentication: set --client-id and --client-secret-env",
+      ": a login page or another web page answered, not a token endpoint: check --token-endpoint",
+      "",
       "",
       "",
     ],
+  );
+  const withClient = config([
+    "--issuer",
+    "https://sts.example.com",
+    "--client-id",
+    "ci",
+  ]);
+  assert.equal(
+    hint(new HttpStatusError("no", 401, "text/plain", ""), withClient),
+    ": check --client-id and the secret in --client-secret-env",
   );
 });
 

@@ -28,7 +28,7 @@ export interface DirectFetch extends Disposable {
 export const LOOPBACK_NO_PROXY = "localhost,127.0.0.0/8,::1";
 
 /** A client made while NO_PROXY lists loopback, or `undefined` if the environment is closed. */
-function noProxyClient(): Deno.HttpClient | undefined {
+function noProxyClient(caCerts: string[] | undefined): Deno.HttpClient | undefined {
   let before: string | undefined;
   let base: string | undefined;
   try {
@@ -37,11 +37,13 @@ function noProxyClient(): Deno.HttpClient | undefined {
     base = before ?? Deno.env.get("no_proxy");
     Deno.env.set("NO_PROXY", base ? `${base},${LOOPBACK_NO_PROXY}` : LOOPBACK_NO_PROXY);
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) return undefined;
+    if (error instanceof Deno.errors.NotCapable) {
+      return caCerts && Deno.createHttpClient({ caCerts });
+    }
     throw error;
   }
   try {
-    return Deno.createHttpClient({});
+    return Deno.createHttpClient({ caCerts });
   } finally {
     if (before === undefined) Deno.env.delete("NO_PROXY");
     else Deno.env.set("NO_PROXY", before);
@@ -51,21 +53,22 @@ function noProxyClient(): Deno.HttpClient | undefined {
 /**
  * Makes a {@linkcode DirectFetch}; dispose of it to close the clients it made.
  *
+ * @param caCerts PEM certificates every client trusts beside the system's (`ca-file`).
  * @returns The fetch.
  */
-export function directLoopbackFetch(): DirectFetch {
+export function directLoopbackFetch(caCerts?: string[]): DirectFetch {
   const clients = new Map<string, Deno.HttpClient | undefined>();
-  // Another host's client: Deno's own settings (proxies included), made ahead by prepare().
-  let other: { host: string; client: Deno.HttpClient } | undefined;
+  // Other hosts' client: Deno's own settings (proxies included), made ahead by prepare(), or at
+  // the first request when it must trust a CA file.
+  let other: Deno.HttpClient | undefined;
+  const otherClient = () => other ??= Deno.createHttpClient({ caCerts });
   const clientFor = (url: URL): Deno.HttpClient | undefined => {
-    if (!isLoopbackHostname(url.hostname)) {
-      return other?.host === url.host ? other.client : undefined;
-    }
+    if (!isLoopbackHostname(url.hostname)) return other ?? (caCerts && otherClient());
     const key = url.protocol === "https:" ? "https:" : url.host;
     if (!clients.has(key)) {
       clients.set(
         key,
-        url.protocol === "https:" ? noProxyClient() : Deno.createHttpClient({
+        url.protocol === "https:" ? noProxyClient(caCerts) : Deno.createHttpClient({
           proxy: {
             transport: "tcp",
             hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
@@ -84,12 +87,12 @@ export function directLoopbackFetch(): DirectFetch {
     fetch: direct,
     prepare(url: URL) {
       if (isLoopbackHostname(url.hostname)) clientFor(url);
-      else if (other === undefined) other = { host: url.host, client: Deno.createHttpClient({}) };
+      else otherClient();
     },
     [Symbol.dispose]() {
       for (const client of clients.values()) client?.close();
       clients.clear();
-      other?.client.close();
+      other?.close();
       other = undefined;
     },
   };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { awsSessionName, googleExternalAccount } from "./_handover.ts";
-import { GOOGLE_IAM_URL, GOOGLE_STS_URL } from "./_plugin_options.ts";
+import { GOOGLE_IAM_URL, GOOGLE_STS_URL } from "./_plugin_providers.ts";
 
 const PROVIDER =
   "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/bk/providers/bk";

@@ -274,7 +274,37 @@ export function isRedirect(response: Pick<ReadResponse, "status" | "type">): boo
 /** A failure that another attempt cannot mend: the runtime refused the connection itself. */
 function isPermanent(error: unknown): boolean {
   const name = error instanceof Error ? error.name : "";
-  return name === "NotCapable" || name === "PermissionDenied";
+  return name === "NotCapable" || name === "PermissionDenied" ||
+    certificateProblem(describeCause(error)) !== undefined;
+}
+
+/**
+ * What is wrong with a server's certificate, from what the platform said, or `undefined` when the
+ * failure was not about one: `untrusted` when no CA this client trusts issued it (a private CA's),
+ * `invalid` when it is expired, for another name, or otherwise bad. Neither gets better by retrying.
+ */
+export function certificateProblem(cause: string): "untrusted" | "invalid" | undefined {
+  if (/UnknownIssuer|self[- ]signed certificate|unable to get (?:local )?issuer/i.test(cause)) {
+    return "untrusted";
+  }
+  return /invalid peer certificate|certificate (?:has expired|verify failed)/i.test(cause)
+    ? "invalid"
+    : undefined;
+}
+
+/** The message for a request that got no response. */
+function unreachable(what: string, target: string, cause: string): string {
+  switch (certificateProblem(cause)) {
+    case "untrusted":
+      return `${what} "${target}" presented a certificate that is not trusted here, from a CA this machine does not know (${cause})`;
+    case "invalid":
+      return `${what} "${target}" presented a certificate that is not valid (${cause})`;
+    default:
+      // "token endpoint", "issuer"; a name such as "AWS STS" or "Google IAM" stays as it is.
+      return `Cannot reach ${
+        /^[A-Z][a-z]*(?: [a-z]+)*$/.test(what) ? what[0]!.toLowerCase() + what.slice(1) : what
+      } "${target}": ${cause}`;
+  }
 }
 
 /**
@@ -389,7 +419,7 @@ export async function sendWithRetries(
         retryReason = describeCause(error);
       } else {
         throw new NetworkError(
-          `Cannot reach ${what.toLowerCase()} "${target}": ${describeCause(error)}`,
+          unreachable(what, target, describeCause(error)),
           { cause: error, attempts: attempt },
         );
       }

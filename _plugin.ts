@@ -11,9 +11,17 @@
 // and AGENT_ARG… are the arguments the hook gave `buildkite-agent`, which must be the ones the
 // options say. Unlike the library, this module uses Deno APIs.
 
-import { exchangeFor, explainToken, failureLines, openSession } from "./_cli_exchange.ts";
+import { assumeRoleWithWebIdentity, type AwsCredentials } from "./_aws.ts";
+import {
+  exchangeFor,
+  explainToken,
+  failureLines,
+  openSession,
+  readPemFile,
+} from "./_cli_exchange.ts";
 import { type Env, UsageError } from "./_cli_flags.ts";
-import { awsSessionName, googleExternalAccount } from "./_handover.ts";
+import { checkGoogle } from "./_google.ts";
+import { AWS_PROFILE, awsConfigFile, googleExternalAccount, kubeconfig } from "./_handover.ts";
 import { decodeJwt } from "./_jwt.ts";
 import {
   checkNewFile,
@@ -34,7 +42,8 @@ import {
   writePrivateFile,
 } from "./_plugin_files.ts";
 import { type PluginConfig, readPluginConfig } from "./_plugin_options.ts";
-import { oneLine } from "./_redact.ts";
+import type { AwsOptions } from "./_plugin_providers.ts";
+import { oneLine, summarise } from "./_redact.ts";
 import {
   failed,
   nextRenewal,
@@ -49,6 +58,8 @@ import { buildkiteAgentArgs, getSubjectToken } from "./_subject_token.ts";
 const AGENT_SECRETS = ["BUILDKITE_AGENT_ACCESS_TOKEN"];
 /** The file in an entry's directory where a renewal's failure waits for pre-exit to show it. */
 const REFRESHER_ERROR = "refresher.error";
+/** The file in an entry's directory that says how often the refresher renewed, for pre-exit. */
+const REFRESHER_STATUS = "refresher.status";
 
 /** The lines on stdout that the hooks read. */
 const hooks = {
@@ -143,6 +154,22 @@ function readOptions(invocation: Invocation): PluginConfig {
   return config;
 }
 
+/** The variables of AWS's static credentials, which `aws-credentials: environment` exports. */
+const AWS_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+/** What `aws-role-arn` exports for the AWS tools to assume the role themselves. */
+const AWS_WEB_IDENTITY = [
+  "AWS_ROLE_ARN",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_ROLE_SESSION_NAME",
+  "AWS_CONFIG_FILE",
+  "AWS_PROFILE",
+];
+/**
+ * Variables of the agent's environment with which the AWS tools would use other credentials than
+ * the role's: `aws-role-arn` unsets them (AWS_DEFAULT_PROFILE is the old CLI's AWS_PROFILE).
+ */
+const AWS_AMBIENT = [...AWS_KEYS, "AWS_PROFILE", "AWS_DEFAULT_PROFILE"];
+
 /** What an entry exports and writes, worked out before anything is asked for. */
 interface Plan {
   label: string;
@@ -160,11 +187,20 @@ function plan(config: PluginConfig): Plan {
       exports.push(config.envVar, `${config.envVar}_EXPIRES_AT`);
       secrets.push(config.envVar);
       if (config.tokenFile !== undefined) exports.push(`${config.envVar}_FILE`);
+      if (config.kubernetes !== undefined) exports.push("KUBECONFIG");
       break;
-    case "aws":
-      label = `aws-role-arn ${config.awsRoleArn}`;
-      exports.push("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME");
+    case "aws": {
+      const aws = config.aws!;
+      label = `aws-role-arn ${aws.roleArn}`;
+      if (aws.credentials === "environment") {
+        exports.push(...AWS_KEYS, "AWS_CREDENTIAL_EXPIRATION");
+        secrets.push("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN");
+      } else {
+        exports.push(...AWS_WEB_IDENTITY);
+      }
+      if (aws.region !== undefined) exports.push("AWS_REGION", "AWS_DEFAULT_REGION");
       break;
+    }
     case "google":
       label = `google-credentials for ${config.google!.audience}`;
       exports.push("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE");
@@ -213,9 +249,11 @@ function header(config: PluginConfig): string {
     case "exchange":
       return `~~~ :key: Exchanging the job's OIDC token for ${config.envVar}`;
     case "aws":
-      return `~~~ :key: Handing the job's OIDC token to AWS for ${config.awsRoleArn}`;
+      return `~~~ :key: Assuming ${config.aws!.roleArn} with the job's OIDC token`;
     case "google":
-      return "~~~ :key: Writing Google Cloud credentials for the job's OIDC token";
+      return `~~~ :key: Google Cloud credentials for the job's OIDC token, through ${
+        config.google!.audience
+      }`;
   }
 }
 
@@ -226,21 +264,26 @@ function owner(): Owner {
 
 const now = () => Math.floor(Date.now() / 1000);
 
+/** What one run obtained: the OIDC token, and what it was exchanged for. */
+interface Tokens {
+  subjectToken?: string;
+  /** The issued token, with an exchange. */
+  issued?: TokenExchangeResponse;
+  /** The role's credentials, when the hook assumed it (`aws-role-arn`). */
+  aws?: AwsCredentials;
+}
+
 /** What was obtained, for the refresher's schedule. */
-function obtained(
-  config: PluginConfig,
-  subjectToken: string,
-  result: TokenExchangeResponse | undefined,
-): Obtained {
+function obtained(config: PluginConfig, tokens: Tokens): Obtained {
   const exp = (token: string) => {
     const value = decodeJwt(token)?.claims.exp;
     return typeof value === "number" && Number.isFinite(value) ? value : undefined;
   };
   return {
     at: now(),
-    issuedExpiresIn: result?.expiresIn,
-    issuedExp: result === undefined ? undefined : exp(result.accessToken),
-    oidcExp: config.keepsOidcToken ? exp(subjectToken) : undefined,
+    issuedExpiresIn: tokens.issued?.expiresIn,
+    issuedExp: tokens.issued === undefined ? undefined : exp(tokens.issued.accessToken),
+    oidcExp: config.keepsOidcToken ? exp(tokens.subjectToken!) : undefined,
   };
 }
 
@@ -259,29 +302,32 @@ interface Written {
 /**
  * Writes an entry's files from the tokens just obtained. Each file is written whole before it
  * replaces the last (so the SIGTERM of pre-exit, handled between them, never leaves half a file).
+ * The files that hold no token (Google's credentials, the AWS config, the kubeconfig) are written
+ * by the hook only, when `records` is undefined.
  */
 function writeFiles(
   config: PluginConfig,
   dir: string,
-  subjectToken: string,
-  result: TokenExchangeResponse | undefined,
+  tokens: Tokens,
   records: readonly FileRecord[] | undefined,
+  kubernetesCa?: string,
 ): Written {
   const files: FileRecord[] = [];
   let tokenPath: string | undefined;
-  if (config.keepsOidcToken) writePrivateFile(`${dir}/oidc-token`, subjectToken);
-  if (result !== undefined && config.tokenFile?.kind === "private") {
+  const issued = tokens.issued;
+  if (config.keepsOidcToken) writePrivateFile(`${dir}/oidc-token`, tokens.subjectToken!);
+  if (issued !== undefined && config.tokenFile?.kind === "private") {
     tokenPath = `${dir}/token`;
-    writePrivateFile(tokenPath, result.accessToken);
-  } else if (result !== undefined && config.tokenFile?.kind === "path") {
+    writePrivateFile(tokenPath, issued.accessToken);
+  } else if (issued !== undefined && config.tokenFile?.kind === "path") {
     const { path, given } = config.tokenFile;
     tokenPath = path;
     const record = records?.find((file) => file.path === path);
     try {
       files.push(
         record === undefined
-          ? createFile(path, result.accessToken)
-          : replaceFile(record, result.accessToken),
+          ? createFile(path, issued.accessToken)
+          : replaceFile(record, issued.accessToken),
       );
     } catch (error) {
       if (error instanceof PluginError) throw error;
@@ -293,10 +339,25 @@ function writeFiles(
       );
     }
   }
-  if (config.google !== undefined && records === undefined) {
+  if (records !== undefined) return { tokenPath, files };
+  if (config.google !== undefined) {
     writePrivateFile(
       `${dir}/google-credentials.json`,
       googleExternalAccount(config.google, `${dir}/oidc-token`),
+    );
+  }
+  if (config.aws?.credentials === "web-identity") {
+    try {
+      writePrivateFile(`${dir}/aws-config`, awsConfigFile(config.aws, `${dir}/oidc-token`));
+    } catch (error) {
+      if (error instanceof TypeError) throw new PluginError(error.message);
+      throw error;
+    }
+  }
+  if (config.kubernetes !== undefined) {
+    writePrivateFile(
+      `${dir}/kubeconfig`,
+      kubeconfig(config.kubernetes.server, kubernetesCa, tokenPath!),
     );
   }
   return { tokenPath, files };
@@ -312,20 +373,25 @@ function exportsOf(
   config: PluginConfig,
   dir: string,
   written: Written,
-  result: TokenExchangeResponse | undefined,
+  tokens: Tokens,
 ): { variables: [string, string][]; summary: string } {
   const variables: [string, string][] = [];
   let summary: string;
   let lifetime = "";
   switch (config.mode) {
     case "exchange": {
-      variables.push([config.envVar, result!.accessToken]);
+      const issued = tokens.issued!;
+      variables.push([config.envVar, issued.accessToken]);
       summary = config.envVar;
       if (written.tokenPath !== undefined) {
         variables.push([`${config.envVar}_FILE`, written.tokenPath]);
         summary += ` and ${config.envVar}_FILE (${written.tokenPath})`;
       }
-      const expiresIn = result!.expiresIn;
+      if (config.kubernetes !== undefined) {
+        variables.push(["KUBECONFIG", `${dir}/kubeconfig`]);
+        summary += `, KUBECONFIG (for ${config.kubernetes.server.origin})`;
+      }
+      const expiresIn = issued.expiresIn;
       if (expiresIn !== undefined) {
         variables.push([`${config.envVar}_EXPIRES_AT`, rfc3339(now() + Math.floor(expiresIn))]);
         lifetime = expiresIn >= 120
@@ -334,16 +400,9 @@ function exportsOf(
       }
       break;
     }
-    case "aws": {
-      const session = awsSessionName(env);
-      variables.push(
-        ["AWS_ROLE_ARN", config.awsRoleArn!],
-        ["AWS_WEB_IDENTITY_TOKEN_FILE", `${dir}/oidc-token`],
-        ["AWS_ROLE_SESSION_NAME", session],
-      );
-      summary = `AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_SESSION_NAME (${session})`;
+    case "aws":
+      summary = awsExports(config.aws!, dir, tokens.aws!, variables);
       break;
-    }
     case "google": {
       const file = `${dir}/google-credentials.json`;
       variables.push(
@@ -363,35 +422,95 @@ function exportsOf(
   return { variables, summary: `Exported ${summary}${lifetime}` };
 }
 
-/** Hands the tokens just obtained to the redactor, the issued one first. */
-function redactTokens(
-  config: PluginConfig,
-  subjectToken: string,
-  result: TokenExchangeResponse | undefined,
-) {
+/** What `aws-role-arn` exports (into `variables`), and the line's words for them. */
+function awsExports(
+  aws: AwsOptions,
+  dir: string,
+  credentials: AwsCredentials,
+  variables: [string, string][],
+): string {
+  let summary: string;
+  if (aws.credentials === "environment") {
+    variables.push(
+      ["AWS_ACCESS_KEY_ID", credentials.accessKeyId],
+      ["AWS_SECRET_ACCESS_KEY", credentials.secretAccessKey],
+      ["AWS_SESSION_TOKEN", credentials.sessionToken],
+      ["AWS_CREDENTIAL_EXPIRATION", credentials.expiration],
+    );
+    summary =
+      `AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (until ${credentials.expiration})`;
+  } else {
+    variables.push(
+      ["AWS_ROLE_ARN", aws.roleArn],
+      ["AWS_WEB_IDENTITY_TOKEN_FILE", `${dir}/oidc-token`],
+      ["AWS_ROLE_SESSION_NAME", aws.sessionName],
+      ["AWS_CONFIG_FILE", `${dir}/aws-config`],
+      ["AWS_PROFILE", AWS_PROFILE],
+    );
+    summary =
+      `AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_SESSION_NAME (${aws.sessionName}), AWS_CONFIG_FILE and AWS_PROFILE (${AWS_PROFILE}, this job's)`;
+  }
+  if (aws.region !== undefined) {
+    variables.push(["AWS_REGION", aws.region], ["AWS_DEFAULT_REGION", aws.region]);
+    summary += `, AWS_REGION and AWS_DEFAULT_REGION (${aws.region})`;
+  }
+  return summary;
+}
+
+/** Hands the tokens just obtained to the redactor, the issued ones first. */
+function redactTokens(config: PluginConfig, tokens: Tokens) {
   if (!config.redact) return;
-  if (result !== undefined) hooks.line("redact", result.accessToken);
-  if (config.keepsOidcToken) hooks.line("redact", subjectToken);
+  if (tokens.issued !== undefined) hooks.line("redact", tokens.issued.accessToken);
+  if (tokens.aws !== undefined && config.aws?.credentials === "environment") {
+    hooks.line("redact", tokens.aws.secretAccessKey);
+    hooks.line("redact", tokens.aws.sessionToken);
+  }
+  if (config.keepsOidcToken) hooks.line("redact", tokens.subjectToken!);
+}
+
+/** The first URL a run requests: the token endpoint (or issuer), AWS STS or Google's STS. */
+function firstUrl(config: PluginConfig): URL {
+  if (config.exchange !== undefined) {
+    return config.exchange.tokenEndpoint ?? config.exchange.issuer!;
+  }
+  return config.aws?.stsUrl ?? new URL(config.google!.tokenUrl);
 }
 
 /**
- * Gets the OIDC token the agent printed, and exchanges it if this entry exchanges; `onToken` runs
- * in between (the hook starts the redactor then).
+ * Gets the OIDC token the agent printed, and exchanges it if this entry exchanges; in the hook
+ * (`check`), assumes the AWS role or makes Google's exchange with it once, so that a trust policy
+ * that does not match fails the job here. `onToken` runs once the OIDC token is there (the hook
+ * starts the redactor then).
  */
 async function obtain(
   config: PluginConfig,
   debug: ((line: string) => void) | undefined,
-  tokens: { subjectToken?: string },
+  tokens: Tokens,
+  check: boolean,
   onToken?: () => void,
-): Promise<TokenExchangeResponse | undefined> {
-  using session = config.exchange === undefined ? undefined : openSession(config.exchange, debug);
+): Promise<void> {
+  using session = config.exchange !== undefined || check
+    ? openSession(config.http, firstUrl(config), debug)
+    : undefined;
   tokens.subjectToken = await getSubjectToken(config.source, {}, env);
   onToken?.();
-  if (session === undefined) return undefined;
+  if (session === undefined) return;
   await explainToken(session, config.source, tokens.subjectToken, [
     config.exchange?.clientSecret,
   ]);
-  return await exchangeFor(config.exchange!, tokens.subjectToken, session);
+  if (config.exchange !== undefined) {
+    tokens.issued = await exchangeFor(config.exchange, tokens.subjectToken, session);
+  } else if (config.aws !== undefined) {
+    tokens.aws = await assumeRoleWithWebIdentity({
+      stsUrl: config.aws.stsUrl,
+      roleArn: config.aws.roleArn,
+      sessionName: config.aws.sessionName,
+      durationSeconds: config.aws.durationSeconds,
+      webIdentityToken: tokens.subjectToken,
+    }, session.http);
+  } else {
+    await checkGoogle(config.google!, tokens.subjectToken, session.http);
+  }
 }
 
 /**
@@ -411,10 +530,17 @@ async function reasons(
   }, debug);
 }
 
+/** What the hook reads before it asks for anything: `kubernetes-ca`'s certificate. */
+function readInputs(config: PluginConfig): { kubernetesCa?: string } {
+  const ca = config.kubernetes?.caFile;
+  return ca === undefined ? {} : { kubernetesCa: readPemFile(ca, "kubernetes-ca") };
+}
+
 async function hook(invocation: Invocation): Promise<number> {
   let config: PluginConfig;
   let entry: Plan;
   let others: EntryManifest[];
+  let inputs: { kubernetesCa?: string };
   try {
     config = readOptions(invocation);
     entry = plan(config);
@@ -423,6 +549,7 @@ async function hook(invocation: Invocation): Promise<number> {
     if (config.tokenFile?.kind === "path") {
       checkNewFile(config.tokenFile.path, config.tokenFile.given, owner());
     }
+    inputs = readInputs(config);
   } catch (error) {
     return refuse(error);
   }
@@ -430,21 +557,22 @@ async function hook(invocation: Invocation): Promise<number> {
   if (config.redact) hooks.line("ready");
   hooks.line("say", header(config));
   const debug = config.debug ? debugLine : undefined;
-  const tokens: { subjectToken?: string } = {};
+  const tokens: Tokens = {};
   try {
-    const result = await obtain(config, debug, tokens, () => hooks.line("exchanging"));
-    redactTokens(config, tokens.subjectToken!, result);
+    await obtain(config, debug, tokens, true, () => hooks.line("exchanging"));
+    redactTokens(config, tokens);
     const { dir, written, manifest } = makeEntry(
       invocation.dir,
       config,
       entry,
-      tokens.subjectToken!,
-      result,
+      tokens,
+      inputs.kubernetesCa,
     );
-    const { variables, summary } = exportsOf(config, dir, written, result);
+    const { variables, summary } = exportsOf(config, dir, written, tokens);
     hooks.line("entry", dir);
     for (const [name, value] of variables) hooks.line("export", `${name}=${value}`);
     if (manifest.refresh !== undefined) handOver(config, entry, others, manifest.refresh);
+    sayChecked(config, entry, tokens);
     hooks.line("say", summary);
     hooks.line("ok");
     return 0;
@@ -454,8 +582,43 @@ async function hook(invocation: Invocation): Promise<number> {
       ? "Configuration error: "
       : error instanceof PluginError
       ? ""
-      : "Token exchange failed: ";
+      : config.mode === "exchange"
+      ? "Token exchange failed: "
+      : "";
     return hooks.fail(error instanceof UsageError ? 2 : 1, `${what}${first}`, more);
+  }
+}
+
+/**
+ * What the hook checked with the provider, and the AWS credentials of the agent's environment it
+ * unset (which the AWS tools would use before the role's).
+ */
+function sayChecked(config: PluginConfig, entry: Plan, tokens: Tokens): void {
+  if (config.aws !== undefined) {
+    // The ARN is STS's: masked, in case it echoes the OIDC token.
+    const arn = summarise(tokens.aws!.assumedRoleArn, [tokens.subjectToken!]);
+    hooks.line("say", `Assumed ${arn}: its trust policy accepts this job`);
+    // Those this entry exports anyway are replaced, not unset.
+    const ambient = AWS_AMBIENT.filter((name) =>
+      env(name) !== undefined && !entry.exports.includes(name)
+    );
+    for (const name of ambient) hooks.line("drop", name);
+    if (ambient.length > 0) {
+      hooks.line(
+        "say",
+        `Unset ${
+          ambient.join(", ")
+        } of the agent's environment, with which the AWS tools would not use the role`,
+      );
+    }
+  } else if (config.google !== undefined) {
+    const impersonated = config.google.serviceAccount === undefined
+      ? ""
+      : `, and ${config.google.serviceAccount} lets it impersonate it`;
+    hooks.line(
+      "say",
+      `Google's STS accepts this job's OIDC token for ${config.google.audience}${impersonated}`,
+    );
   }
 }
 
@@ -467,14 +630,14 @@ function makeEntry(
   jobDir: string,
   config: PluginConfig,
   entry: Plan,
-  subjectToken: string,
-  result: TokenExchangeResponse | undefined,
+  tokens: Tokens,
+  kubernetesCa: string | undefined,
 ): { dir: string; written: Written; manifest: EntryManifest } {
   openJobDir(jobDir, owner());
   const made = makeEntryDir(jobDir);
   let written: Written | undefined;
   try {
-    written = writeFiles(config, made.dir, subjectToken, result, undefined);
+    written = writeFiles(config, made.dir, tokens, undefined, kubernetesCa);
     const manifest: EntryManifest = {
       number: made.number,
       label: entry.label,
@@ -483,7 +646,8 @@ function makeEntry(
       files: written.files,
     };
     if (config.refresh) {
-      manifest.refresh = succeeded(obtained(config, subjectToken, result), undefined, jobTimeout());
+      manifest.refresh = succeeded(obtained(config, tokens), undefined, jobTimeout());
+      writeStatus(made.dir, manifest);
     }
     if (written.files.length > 0) {
       const dirs = new Set(
@@ -531,15 +695,15 @@ async function renew(invocation: Invocation): Promise<number> {
     return stop(dir, `the options cannot be read again: ${(error as Error).message}`);
   }
   if (manifest?.refresh === undefined) return stop(dir, "its entry's record is gone");
-  const tokens: { subjectToken?: string } = {};
+  const tokens: Tokens = {};
   let state: RefreshState;
   try {
-    const result = await obtain(config, undefined, tokens);
-    redactTokens(config, tokens.subjectToken!, result);
+    await obtain(config, undefined, tokens, false);
+    redactTokens(config, tokens);
     // pre-exit stops a renewal with SIGTERM: it ends the run between two files, never in one.
     Deno.addSignalListener("SIGTERM", () => Deno.exit(143));
-    const written = writeFiles(config, dir, tokens.subjectToken!, result, manifest.files);
-    state = succeeded(obtained(config, tokens.subjectToken!, result), manifest.refresh);
+    const written = writeFiles(config, dir, tokens, manifest.files);
+    state = succeeded(obtained(config, tokens), manifest.refresh);
     if (written.files.length > 0) manifest.files = written.files;
     removeIfThere(`${dir}/${REFRESHER_ERROR}`);
   } catch (error) {
@@ -549,10 +713,27 @@ async function renew(invocation: Invocation): Promise<number> {
   }
   manifest.refresh = state;
   writePrivateFile(`${dir}/${MANIFEST}`, JSON.stringify(manifest));
+  writeStatus(dir, manifest);
   const next = nextRenewal(now(), state);
   if (next.kind === "stop") return stop(dir, next.reason, manifest);
   hooks.line("next", String(next.seconds));
   return 0;
+}
+
+/** Says, for pre-exit, how often the refresher renewed the entry's files, and when it last did. */
+function writeStatus(dir: string, manifest: EntryManifest): void {
+  const { renewals, failures, obtainedAt } = manifest.refresh!;
+  const times = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+  const failed = `${times(failures, "attempt")} ${renewals === 0 ? "" : "after that "}failed`;
+  const said = renewals === 0
+    ? `renewed nothing: ${failures === 0 ? "the first tokens outlived the job" : failed}`
+    : `renewed this entry's files ${times(renewals, "time")}, last at ${
+      new Date(obtainedAt * 1000).toISOString().slice(11, 19)
+    } UTC${failures === 0 ? "" : `; ${failed}`}`;
+  writePrivateFile(
+    `${dir}/${REFRESHER_STATUS}`,
+    `The token refresher (${manifest.label}) ${said}\n`,
+  );
 }
 
 /** What pre-exit shows of the refresher's last failure: one warning line, then the details. */

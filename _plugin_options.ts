@@ -4,7 +4,8 @@
 // hooks only start the engine; what the options mean, and which of them fit together, is this
 // module's.
 
-import { type CliConfig, readConfig } from "./_cli_config.ts";
+import { type CliConfig, readConfig, readRetries, readTimeout } from "./_cli_config.ts";
+import type { SessionOptions } from "./_cli_exchange.ts";
 import {
   closestName,
   type Env,
@@ -13,9 +14,20 @@ import {
   OptionValues,
   UsageError,
 } from "./_cli_flags.ts";
-import { TOKEN_TYPES } from "./_constants.ts";
+import {
+  AWS_AUDIENCE,
+  type AwsOptions,
+  type GoogleOptions,
+  type KubernetesOptions,
+  readAws,
+  readGoogle,
+  readKubernetes,
+  readSessionTags,
+} from "./_plugin_providers.ts";
+import { type PluginContext, resolvePath, shown } from "./_plugin_values.ts";
 import { type BuildkiteSource, chooseSubjectTokenSource } from "./_subject_token.ts";
-import { parseSecureUrl, parseSingleHostUrl } from "./_url.ts";
+
+export type { PluginContext } from "./_plugin_values.ts";
 
 /** What an entry of the plugin does with the job's OIDC token. */
 export type Mode =
@@ -57,8 +69,9 @@ export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   "client-auth": { modes: ["exchange"] },
   "env-var": { modes: ["exchange"] },
   "token-file": { modes: ["exchange"] },
-  timeout: { modes: ["exchange"] },
-  retries: { modes: ["exchange"] },
+  timeout: { modes: ALL },
+  retries: { modes: ALL },
+  "ca-file": { modes: ALL },
   hook: { modes: ALL },
   redact: { modes: ALL },
   debug: { modes: ALL },
@@ -69,27 +82,37 @@ export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   "service-account": { modes: ["google"] },
   "service-account-token-lifetime": { modes: ["google"] },
   "aws-role-arn": { modes: ALL },
+  "aws-session-name": { modes: ["aws"] },
+  "aws-session-duration": { modes: ["aws"] },
+  "aws-region": { modes: ["aws"] },
+  "aws-session-tags": { list: true, modes: ["aws"] },
+  "aws-credentials": { modes: ["aws"] },
+  "kubernetes-server": { modes: ["exchange"] },
+  "kubernetes-ca": { modes: ["exchange"] },
 };
 
 /** Options that mean something only beside another one: each names the one it needs. */
 const NEEDS: Readonly<Record<string, string>> = {
   "service-account-token-lifetime": "service-account",
   "client-auth": "client-secret-env",
+  "kubernetes-ca": "kubernetes-server",
+};
+
+/** The option that chooses each hand-over mode, for the message about an option of that mode. */
+const MODE_OPTIONS: Readonly<Record<Mode, string>> = {
+  exchange: "token-endpoint",
+  aws: "aws-role-arn",
+  google: "google-credentials",
 };
 
 /** Why an option has no use in a mode, for the message. */
 const MODE_REASONS: Readonly<Record<Mode, string>> = {
   exchange: "",
   aws:
-    "with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves)",
+    "with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves)",
   google:
     "with google-credentials, which makes no exchange (Google's tools exchange the OIDC token themselves)",
 };
-
-/** The default token endpoint of an external_account file: Google's STS. */
-export const GOOGLE_STS_URL = "https://sts.googleapis.com/v1/token";
-/** The default IAM Credentials endpoint for service account impersonation. */
-export const GOOGLE_IAM_URL = "https://iamcredentials.googleapis.com/v1";
 
 /** Where `token-file` writes the issued token. */
 export type TokenFile =
@@ -97,18 +120,6 @@ export type TokenFile =
   | { kind: "private" }
   /** A path, absolute once `~/` and a relative path are resolved; `given` is as written. */
   | { kind: "path"; path: string; given: string };
-
-/** What `google-credentials` writes into its external_account file. */
-export interface GoogleOptions {
-  /** The workload identity provider (`target-audience`). */
-  audience: string;
-  tokenUrl: string;
-  subjectTokenType: string;
-  /** The IAM Credentials base URL (TOKEN_EXCHANGE_GOOGLE_IAM_URL for a mirror or a test). */
-  iamUrl: string;
-  serviceAccount: string | undefined;
-  tokenLifetimeSeconds: number | undefined;
-}
 
 /** One entry of the plugin in a step, as its options describe it. */
 export interface PluginConfig {
@@ -128,16 +139,12 @@ export interface PluginConfig {
   oidcTokenVar: string | undefined;
   /** Whether a file keeps the OIDC token (`oidc-token-file`, `aws-role-arn`, `google-credentials`). */
   keepsOidcToken: boolean;
-  awsRoleArn: string | undefined;
+  /** How every request is sent: `timeout`, `retries` and `ca-file` (its path resolved). */
+  http: SessionOptions;
+  aws: AwsOptions | undefined;
   google: GoogleOptions | undefined;
-}
-
-/** Where the options are read and paths resolved. */
-export interface PluginContext {
-  /** Reads a variable (the options, the client secret's, HOME, …). */
-  env: Env;
-  /** The working directory, for a relative `token-file`. */
-  cwd: string;
+  /** A kubeconfig of the entry's own (`kubernetes-server`), with an exchange. */
+  kubernetes: KubernetesOptions | undefined;
 }
 
 /**
@@ -174,13 +181,33 @@ export function readPluginConfig(
   }
   const mode: Mode = awsRoleArn !== undefined ? "aws" : google ? "google" : "exchange";
   for (const option of given) checkUse(option, mode, given);
-  const source: BuildkiteSource = { ...buildkiteSource(options), stdin: true };
+  const audience = value("audience") ?? value("buildkite-audience");
+  const source: BuildkiteSource = {
+    ...buildkiteSource(options),
+    ...(mode === "aws" && audience === undefined && { audience: AWS_AUDIENCE }),
+    ...(mode === "aws" && { awsSessionTags: readSessionTags(options) }),
+    stdin: true,
+  };
   const oidcTokenVar = readOidcTokenVar(value("oidc-token-file"));
   const envVar = value("env-var") ?? DEFAULT_ENV_VAR;
   checkExportName(envVar, "env-var", DEFAULT_ENV_VAR);
   let tokenFile = readTokenFile(value("token-file"), context);
-  // What refresh keeps fresh is files: with an exchange, the issued token's.
-  if (refresh && mode === "exchange" && tokenFile === undefined) tokenFile = { kind: "private" };
+  const kubernetes = readKubernetes(options, context);
+  // What refresh keeps fresh, and what a kubeconfig reads, is a file: the issued token's.
+  if ((refresh || kubernetes) && mode === "exchange" && tokenFile === undefined) {
+    tokenFile = { kind: "private" };
+  }
+  const caFile = value("ca-file");
+  const http: SessionOptions = {
+    timeout: readTimeout(options),
+    retries: readRetries(options),
+    caFile: caFile === undefined
+      ? undefined
+      : resolvePath(caFile, "ca-file", "~/ca/internal-ca.pem", context),
+    caFileLabel: "ca-file",
+  };
+  const exchange = mode === "exchange" ? readExchange(options) : undefined;
+  const aws = mode === "aws" ? readAws(options, context.env, refresh) : undefined;
   return {
     mode,
     hook,
@@ -188,13 +215,17 @@ export function readPluginConfig(
     redact,
     refresh,
     source,
-    exchange: mode === "exchange" ? readExchange(options) : undefined,
+    exchange: exchange && { ...exchange, caFile: http.caFile },
     envVar,
     tokenFile,
     oidcTokenVar,
-    keepsOidcToken: mode !== "exchange" || oidcTokenVar !== undefined,
-    awsRoleArn: mode === "aws" ? checkRoleArn(awsRoleArn!) : undefined,
-    google: mode === "google" ? readGoogle(options, context.env) : undefined,
+    // The AWS and Google tools read the OIDC token from its file (unless the hook hands over keys).
+    keepsOidcToken: mode === "google" || aws?.credentials === "web-identity" ||
+      oidcTokenVar !== undefined,
+    http,
+    aws,
+    google: mode === "google" ? readGoogle(options, audience, context.env) : undefined,
+    kubernetes,
   };
 }
 
@@ -222,6 +253,11 @@ function checkOptionNames(variables: readonly string[], env: Env): string[] {
       ? optionName(suffix)
       : optionName(item[1]!);
     const spec = PLUGIN_OPTIONS[option];
+    if (option === "client-secret") {
+      throw new UsageError(
+        "client-secret is not an option of this plugin: a secret written in pipeline.yml is kept in the repository and shown with the build's steps, so rotate it, keep the new one in a variable of the job's environment (an agent hook or Buildkite secrets), and name that variable with client-secret-env",
+      );
+    }
     if (spec === undefined) {
       const closest = closestName(option, Object.keys(PLUGIN_OPTIONS));
       throw new UsageError(
@@ -249,9 +285,13 @@ function checkOptionNames(variables: readonly string[], env: Env): string[] {
 /** An option set in a mode where it has no use, or without the option it needs, is a mistake. */
 function checkUse(option: string, mode: Mode, given: readonly string[]): void {
   const spec = PLUGIN_OPTIONS[option]!;
-  if (spec.modes.length === 1 && spec.modes[0] === "google" && mode !== "google") {
+  const only = spec.modes.length === 1 ? spec.modes[0]! : undefined;
+  if (only !== undefined && only !== "exchange" && only !== mode) {
+    const chooser = MODE_OPTIONS[only];
     throw new UsageError(
-      `${option} has no use without google-credentials: set google-credentials: true, or remove ${option}`,
+      `${option} has no use without ${chooser}: set ${chooser}${
+        only === "google" ? ": true" : ""
+      }, or remove ${option}`,
     );
   }
   if (!spec.modes.includes(mode)) {
@@ -271,18 +311,6 @@ function readBoolean(options: OptionValues, option: string, fallback: boolean): 
   if (text === "true" || text === "1") return true;
   if (text === "false" || text === "0") return false;
   throw new UsageError(`${option} is "${shown(text)}": use true or false`);
-}
-
-/**
- * A value from pipeline.yml for a message, between quotes: JSON-escaped, so that a line break, tab
- * or other control character shows as one (`\n`) and cannot end the line; capped.
- */
-function shown(text: string): string {
-  const capped = text.length > 200 ? `${text.slice(0, 200)}…` : text;
-  return JSON.stringify(capped).slice(1, -1).replace(
-    /[\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
 }
 
 /** The audience, lifetime and claims of the Buildkite OIDC token. */
@@ -392,108 +420,12 @@ export function reservedBecause(name: string): string | undefined {
 function readTokenFile(text: string | undefined, context: PluginContext): TokenFile | undefined {
   if (text === undefined || text === "false" || text === "0") return undefined;
   if (text === "true" || text === "1") return { kind: "private" };
-  if (text.includes(",")) {
-    // A Deno permission flag cannot hold a comma: the hooks could not let the engine write there.
-    throw new UsageError(
-      `token-file is "${text}", which has a comma in it: choose a path without one, or token-file: true for a private one`,
-    );
-  }
-  let path = text;
-  if (text === "~" || text.startsWith("~/")) {
-    const home = context.env("HOME");
-    if (home === undefined || !home.startsWith("/")) {
-      throw new UsageError(
-        `token-file is "${text}", but HOME is not set to a directory: write the whole path`,
-      );
-    }
-    path = `${home.replace(/\/$/, "")}${text.slice(1)}`;
-  } else if (text.startsWith("~")) {
-    throw new UsageError(
-      `token-file is "${text}": only ~/ (this user's home) is understood; write the whole path`,
-    );
-  } else if (!text.startsWith("/")) {
-    path = `${context.cwd.replace(/\/$/, "")}/${text}`;
-  }
-  const parts = path.split("/").filter((part) => part !== "" && part !== ".");
-  if (path.endsWith("/") || parts.length === 0 || parts.includes("..")) {
-    throw new UsageError(
-      `token-file is "${text}", which is not a file's path: name a file, such as ~/.config/sts/token (no .. in it)`,
-    );
-  }
-  return { kind: "path", path: `/${parts.join("/")}`, given: text };
-}
-
-/** The ARN of an IAM role, checked as plugin.yml's pattern does, with a message that says so. */
-function checkRoleArn(arn: string): string {
-  if (arn.length > 600 || !/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_/-]+$/.test(arn)) {
-    throw new UsageError(
-      `aws-role-arn is "${
-        shown(arn)
-      }", not the ARN of an IAM role: use one such as arn:aws:iam::123456789012:role/deploy`,
-    );
-  }
-  return arn;
-}
-
-const WORKLOAD_PROVIDER =
-  "//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER";
-
-function readGoogle(options: OptionValues, env: Env): GoogleOptions {
-  const audiences = options.list("target-audience").value;
-  if (audiences.length !== 1) {
-    throw new UsageError(
-      `google-credentials needs one target-audience, the workload identity provider's: ${WORKLOAD_PROVIDER}`,
-    );
-  }
-  const audience = audiences[0]!;
-  const subjectTokenType = options.variable("SUBJECT_TOKEN_TYPE") ?? TOKEN_TYPES.jwt;
-  const endpoint = options.variable("TOKEN_ENDPOINT");
-  let tokenUrl = GOOGLE_STS_URL;
-  if (endpoint !== undefined) {
-    try {
-      tokenUrl = parseSingleHostUrl(
-        endpoint,
-        "Token endpoint (token-endpoint)",
-        "no credentials (Google's STS takes none)",
-      ).href;
-    } catch (error) {
-      throw new UsageError((error as TypeError).message);
-    }
-  }
-  let iamUrl = GOOGLE_IAM_URL;
-  const mirror = env("TOKEN_EXCHANGE_GOOGLE_IAM_URL");
-  if (mirror) {
-    try {
-      iamUrl = parseSecureUrl(mirror, "TOKEN_EXCHANGE_GOOGLE_IAM_URL").href.replace(/\/$/, "");
-    } catch (error) {
-      throw new UsageError((error as TypeError).message);
-    }
-  }
-  const serviceAccount = options.variable("SERVICE_ACCOUNT");
-  if (serviceAccount !== undefined && !/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$/.test(serviceAccount)) {
-    throw new UsageError(
-      `service-account is "${
-        shown(serviceAccount)
-      }", not a service account's email: use one such as deployer@my-project.iam.gserviceaccount.com`,
-    );
-  }
-  const lifetime = options.variable("SERVICE_ACCOUNT_TOKEN_LIFETIME");
-  if (
-    lifetime !== undefined &&
-    !(/^\d{1,5}$/.test(lifetime) && Number(lifetime) >= 600 && Number(lifetime) <= 43200)
-  ) {
-    throw new UsageError(
-      `service-account-token-lifetime is "${
-        shown(lifetime)
-      }": use a whole number of seconds from 600 to 43200`,
-    );
-  }
-  return {
-    audience,
-    tokenUrl,
-    subjectTokenType,
-    iamUrl,
-    serviceAccount,
-    tokenLifetimeSeconds: lifetime === undefined ? undefined : Number(lifetime),
-  };
+  const path = resolvePath(
+    text,
+    "token-file",
+    "~/.config/sts/token",
+    context,
+    ", or token-file: true for a private one",
+  );
+  return { kind: "path", path, given: text };
 }

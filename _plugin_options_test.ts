@@ -3,13 +3,12 @@ import { parse } from "yaml";
 import { UsageError } from "./_cli_flags.ts";
 import {
   DEFAULT_ENV_VAR,
-  GOOGLE_IAM_URL,
-  GOOGLE_STS_URL,
   PLUGIN_OPTIONS,
   type PluginConfig,
   readPluginConfig,
   RESERVED_NAMES,
 } from "./_plugin_options.ts";
+import { GOOGLE_IAM_URL, GOOGLE_STS_URL } from "./_plugin_providers.ts";
 import { buildkiteAgentArgs } from "./_subject_token.ts";
 
 const P = "BUILDKITE_PLUGIN_TOKEN_EXCHANGE_";
@@ -130,6 +129,10 @@ Deno.test("readPluginConfig() refuses what is not an option, and a list for a si
     ],
     [{ audience: ["a", "b"] }, "audience takes one value, not a list: give it one value"],
     [{ "token-file": ["a"] }, "token-file takes one value, not a list: give it one value"],
+    [
+      { "client-secret": "pasted-s3cret-value" },
+      "client-secret is not an option of this plugin: a secret written in pipeline.yml is kept in the repository and shown with the build's steps, so rotate it, keep the new one in a variable of the job's environment (an agent hook or Buildkite secrets), and name that variable with client-secret-env",
+    ],
   ];
   for (const [options, message] of cases) {
     assert.equal(mistake({ "token-endpoint": ENDPOINT, ...options }), message);
@@ -171,11 +174,11 @@ Deno.test("readPluginConfig() chooses the mode, and refuses options that have no
     ],
     [
       { "aws-role-arn": ROLE, issuer: "https://issuer.example.com" },
-      "issuer has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove issuer",
+      "issuer has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove issuer",
     ],
     [
-      { "aws-role-arn": ROLE, timeout: "5" },
-      "timeout has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove timeout",
+      { "aws-role-arn": ROLE, "client-id": "ci" },
+      "client-id has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove client-id",
     ],
     [
       { "google-credentials": "true", "target-audience": PROVIDER, scope: "x" },
@@ -354,14 +357,30 @@ Deno.test("readPluginConfig() reads google-credentials, with Google's endpoints 
     "http://127.0.0.1:8080/v1/token",
     "http://127.0.0.1:8080/v1",
   ]);
+  // audience alone names the provider, in either form; the OIDC token's aud is as written.
+  for (const audience of [PROVIDER, `https:${PROVIDER}`]) {
+    const named = read({ "google-credentials": "true", audience });
+    assert.deepEqual([named.google?.audience, named.source.audience], [PROVIDER, audience]);
+  }
   const cases: [Record<string, string | string[]>, string][] = [
     [
       {},
-      "google-credentials needs one target-audience, the workload identity provider's: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+      "google-credentials needs the workload identity provider: set audience to //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
     ],
     [
       { "target-audience": [PROVIDER, PROVIDER] },
-      "google-credentials needs one target-audience, the workload identity provider's: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+      "google-credentials takes one target-audience, the workload identity provider: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+    ],
+    [
+      { audience: "buildkite" },
+      'audience is "buildkite", not a workload identity provider: with google-credentials, use //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER (Google Cloud console, IAM, Workload Identity Federation, the provider\'s page)',
+    ],
+    [
+      {
+        "target-audience":
+          "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/bk/providers/bk",
+      },
+      'target-audience is "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/bk/providers/bk", not a workload identity provider: with google-credentials, use //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER (Google Cloud console, IAM, Workload Identity Federation, the provider\'s page)',
     ],
     [
       { "target-audience": PROVIDER, "token-endpoint": "http://sts.googleapis.com/v1/token" },
@@ -382,12 +401,132 @@ Deno.test("readPluginConfig() reads google-credentials, with Google's endpoints 
   }
 });
 
-Deno.test("readPluginConfig() reads aws-role-arn, and refuses what is not a role's ARN", () => {
-  const config = read({ "aws-role-arn": ROLE, audience: "sts.amazonaws.com" });
-  assert.deepEqual([config.mode, config.awsRoleArn, config.keepsOidcToken], ["aws", ROLE, true]);
+Deno.test("readPluginConfig() reads aws-role-arn and the aws-* options, with the audience AWS expects", () => {
+  const config = read({ "aws-role-arn": ROLE }, {
+    BUILDKITE_PIPELINE_SLUG: "deploy",
+    BUILDKITE_BUILD_NUMBER: "42",
+  });
+  assert.deepEqual(config.aws, {
+    roleArn: ROLE,
+    sessionName: "buildkite-deploy-42",
+    durationSeconds: undefined,
+    region: undefined,
+    stsUrl: new URL("https://sts.amazonaws.com/"),
+    credentials: "web-identity",
+  });
+  assert.deepEqual([config.mode, config.keepsOidcToken], ["aws", true]);
+  assert.deepEqual(buildkiteAgentArgs(config.source), [
+    "oidc",
+    "request-token",
+    "--audience",
+    "sts.amazonaws.com",
+  ]);
+  const full = read({
+    "aws-role-arn": ROLE,
+    audience: "buildkite-aws",
+    "aws-session-name": "deploy-42",
+    "aws-session-duration": "7200",
+    "aws-region": "eu-central-1",
+    "aws-session-tags": ["organization_slug", "pipeline_slug"],
+    "aws-credentials": "environment",
+  });
+  assert.deepEqual(full.aws, {
+    roleArn: ROLE,
+    sessionName: "deploy-42",
+    durationSeconds: 7200,
+    region: "eu-central-1",
+    stsUrl: new URL("https://sts.eu-central-1.amazonaws.com/"),
+    credentials: "environment",
+  });
+  // The keys are handed over, so no file keeps the OIDC token.
+  assert.equal(full.keepsOidcToken, false);
+  assert.deepEqual(buildkiteAgentArgs(full.source), [
+    "oidc",
+    "request-token",
+    "--audience",
+    "buildkite-aws",
+    "--aws-session-tag",
+    "organization_slug,pipeline_slug",
+  ]);
+  // Where the AWS tools would call STS: AWS_ENDPOINT_URL_STS, then the region they would use.
+  const sts = (more: Record<string, string>, options: Record<string, string> = {}) =>
+    read({ "aws-role-arn": ROLE, ...options }, more).aws?.stsUrl.href;
+  assert.equal(sts({ AWS_ENDPOINT_URL_STS: "http://127.0.0.1:4566" }), "http://127.0.0.1:4566/");
+  assert.equal(sts({ AWS_ENDPOINT_URL: "https://sts.internal" }), "https://sts.internal/");
+  assert.equal(sts({ AWS_REGION: "ap-southeast-2" }), "https://sts.ap-southeast-2.amazonaws.com/");
   assert.equal(
-    mistake({ "aws-role-arn": "arn:aws:iam::123456789012:user/deploy" }),
-    'aws-role-arn is "arn:aws:iam::123456789012:user/deploy", not the ARN of an IAM role: use one such as arn:aws:iam::123456789012:role/deploy',
+    sts({ AWS_DEFAULT_REGION: "cn-north-1" }),
+    "https://sts.cn-north-1.amazonaws.com.cn/",
+  );
+  assert.equal(
+    sts({ AWS_REGION: "us-east-1" }, { "aws-region": "us-gov-west-1" }),
+    "https://sts.us-gov-west-1.amazonaws.com/",
+  );
+  const cases: [Record<string, string | string[]>, string][] = [
+    [
+      { "aws-role-arn": "arn:aws:iam::123456789012:user/deploy" },
+      'aws-role-arn is "arn:aws:iam::123456789012:user/deploy", not the ARN of an IAM role: use one such as arn:aws:iam::123456789012:role/deploy',
+    ],
+    [
+      { "aws-session-name": "deploy 42" },
+      'aws-session-name is "deploy 42": use 2 to 64 letters, digits and +=,.@_- (such as deploy-${BUILDKITE_BUILD_NUMBER})',
+    ],
+    [
+      { "aws-session-duration": "600" },
+      'aws-session-duration is "600": use a whole number of seconds from 900 to 43200',
+    ],
+    [
+      { "aws-region": "Frankfurt" },
+      'aws-region is "Frankfurt", not an AWS region: use one such as us-east-1',
+    ],
+    [
+      { "aws-session-tags": ["organization_slug", "pipeline slug"] },
+      'aws-session-tags has "pipeline slug", not the name of a claim: use claims such as organization_slug and pipeline_slug',
+    ],
+    [
+      { "aws-credentials": "keys" },
+      'aws-credentials is "keys": use web-identity or environment',
+    ],
+    [
+      { "aws-credentials": "environment", refresh: "true" },
+      "refresh cannot renew aws-credentials: environment, whose keys a running command keeps: use aws-credentials: web-identity (the AWS tools then renew by themselves), or a longer aws-session-duration without refresh",
+    ],
+  ];
+  for (const [options, message] of cases) {
+    assert.equal(mistake({ "aws-role-arn": ROLE, ...options }), message);
+  }
+  assert.equal(
+    mistake({ "aws-role-arn": ROLE }, { AWS_ENDPOINT_URL_STS: "http://sts.internal" }),
+    'AWS_ENDPOINT_URL_STS "http://sts.internal" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+  );
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, "aws-region": "us-east-1" }),
+    "aws-region has no use without aws-role-arn: set aws-role-arn, or remove aws-region",
+  );
+});
+
+Deno.test("readPluginConfig() reads kubernetes-server and kubernetes-ca, which write the token to a file", () => {
+  const config = read({
+    "token-endpoint": ENDPOINT,
+    "kubernetes-server": "https://k8s.example.com:6443",
+    "kubernetes-ca": "~/.kube/cluster-ca.pem",
+  });
+  assert.deepEqual(config.kubernetes, {
+    server: new URL("https://k8s.example.com:6443"),
+    caFile: "/home/agent/.kube/cluster-ca.pem",
+  });
+  assert.deepEqual(config.tokenFile, { kind: "private" });
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, "kubernetes-server": "http://k8s.example.com" }),
+    'kubernetes-server "http://k8s.example.com" must use https (plain http is allowed only to localhost, 127.0.0.0/8 or [::1])',
+  );
+  assert.equal(
+    mistake({ "token-endpoint": ENDPOINT, "kubernetes-ca": "ca.pem" }),
+    "kubernetes-ca has no use without kubernetes-server: set kubernetes-server, or remove kubernetes-ca",
+  );
+  assert.equal(
+    mistake({ "aws-role-arn": ROLE, "kubernetes-server": "https://k8s.example.com" }),
+    "kubernetes-server has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove kubernetes-server",
   );
 });
 

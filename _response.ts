@@ -113,6 +113,12 @@ function describeBody(response: ReadResponse): string {
 export const MAX_TOKEN_LENGTH = 64 * 1024;
 
 /**
+ * The fewest characters an issued token may have: a shorter one could not be masked in a job's log
+ * without masking ordinary words with it (`redactor add` masks every occurrence).
+ */
+export const MIN_TOKEN_LENGTH = 16;
+
+/**
  * What is wrong with an issued token, or `undefined` if nothing is: RFC 6749 Appendix A.12
  * (`access-token = 1*VSCHAR`, VSCHAR being `%x20-7E`), and at most {@linkcode MAX_TOKEN_LENGTH}
  * characters. The answer never quotes the token.
@@ -120,12 +126,6 @@ export const MAX_TOKEN_LENGTH = 64 * 1024;
  * @param token The token.
  * @returns Which rule the token breaks, or `undefined`.
  */
-/**
- * The fewest characters an issued token may have: a shorter one could not be masked in a job's log
- * without masking ordinary words with it (`redactor add` masks every occurrence).
- */
-export const MIN_TOKEN_LENGTH = 16;
-
 export function tokenProblem(token: string): string | undefined {
   if (token.length > MAX_TOKEN_LENGTH) {
     return `is ${token.length} characters long, more than the ${MAX_TOKEN_LENGTH} allowed`;

@@ -27,6 +27,8 @@ export interface BuildkiteSource {
   claimsFrom?: string;
   /** The hooks ran the agent: its output is on stdin (see readAgentOutput). */
   stdin?: boolean;
+  /** Claims the agent adds as AWS session tags (`--aws-session-tag`, the plugin's `aws-session-tags`). */
+  awsSessionTags?: string[];
 }
 
 /** The audience of the CI system's OIDC token: `--audience`, or either of the plugin's spellings. */
@@ -158,6 +160,9 @@ export function buildkiteAgentArgs(source: BuildkiteSource): string[] {
   const args = ["oidc", "request-token", "--audience", source.audience];
   if (source.lifetime !== undefined) args.push("--lifetime", String(source.lifetime));
   for (const claim of source.claims) args.push("--claim", claim);
+  if (source.awsSessionTags?.length) {
+    args.push("--aws-session-tag", source.awsSessionTags.join(","));
+  }
   return args;
 }
 

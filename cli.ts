@@ -39,7 +39,14 @@
  */
 
 import { type CliConfig, parseCommandLine } from "./_cli_config.ts";
-import { exchangeFor, explainToken, failureLines, openSession } from "./_cli_exchange.ts";
+import {
+  exchangeFor,
+  explainToken,
+  failureLines,
+  openSession,
+  type Session,
+  sessionOptions,
+} from "./_cli_exchange.ts";
 import { type Env, helpText, UsageError } from "./_cli_flags.ts";
 import { InvalidResponseError } from "./_errors.ts";
 import { oneLine } from "./_redact.ts";
@@ -163,7 +170,19 @@ export async function main(
 
 /** One exchange: the subject token, discovery if asked for, the exchange, and the output. */
 async function run(config: CliConfig, env: Env): Promise<number> {
-  using session = openSession(config, config.debug ? (line) => say(`debug: ${line}`) : undefined);
+  let session: Session;
+  try {
+    session = openSession(
+      sessionOptions(config),
+      config.tokenEndpoint ?? config.issuer!,
+      config.debug ? (line) => say(`debug: ${line}`) : undefined,
+    );
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    say(error.message);
+    return 2;
+  }
+  using _ = session;
   let subjectToken: string | undefined;
   try {
     subjectToken = await getSubjectToken(config.source, session.http, env);

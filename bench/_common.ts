@@ -246,7 +246,16 @@ export function floorCommand(endpoint: string, host: string): string[] {
   ];
 }
 
-/** A token endpoint on 127.0.0.1 that answers every request with a successful exchange. */
+/** What the benchmarks' AWS STS answers to AssumeRoleWithWebIdentity. */
+const AWS_CREDENTIALS = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>" +
+  "<Credentials><AccessKeyId>ASIABENCHMARK0123456</AccessKeyId>" +
+  "<SecretAccessKey>benchmark-secret-access-key-0123456789</SecretAccessKey>" +
+  "<SessionToken>benchmark-session-token-0123456789</SessionToken>" +
+  "<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials><AssumedRoleUser>" +
+  "<Arn>arn:aws:sts::123456789012:assumed-role/deploy/bench</Arn></AssumedRoleUser>" +
+  "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+
+/** A token endpoint on 127.0.0.1 that answers every exchange (and AWS STS) at once. */
 export function startTokenEndpoint(): {
   endpoint: string;
   host: string;
@@ -256,7 +265,11 @@ export function startTokenEndpoint(): {
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
     async (request) => {
-      await request.arrayBuffer();
+      const body = await request.text();
+      // AWS STS, for aws-role-arn (AWS_ENDPOINT_URL_STS): its XML answer.
+      if (body.startsWith("Action=AssumeRoleWithWebIdentity&")) {
+        return new Response(AWS_CREDENTIALS, { headers: { "content-type": "text/xml" } });
+      }
       return Response.json({
         access_token: "ya29.benchmark-access-token",
         issued_token_type: "urn:ietf:params:oauth:token-type:access_token",

@@ -62,6 +62,8 @@ interface Report {
   verdict: string;
   /** One line for each compression of the download. */
   compressionLines: string[];
+  /** What the first job on a fresh agent costs. */
+  firstJob?: string;
 }
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -209,7 +211,7 @@ async function releaseVariants(
       command: [
         "bash",
         "-c",
-        'source "$1/lib/binary.bash"; token_exchange_untrusted u "$2" "$3"; [[ -z "$u" ]]',
+        'source "$1/lib/binary.bash"; install=; token_exchange_trusted check "$2" "$3"',
         "_",
         setup.plugin,
         setup.binary.path,
@@ -268,6 +270,67 @@ async function timeCompressions(
   return packed;
 }
 
+/** The first job on a fresh agent: the hook with an empty cache, and how long it took. */
+interface FirstJob {
+  /** Median of the hook's runs, each downloading from 127.0.0.1, verifying and running. */
+  loopback: number;
+  runs: number;
+}
+
+/**
+ * Times the first job on an agent without Deno (an ephemeral one, say: a fresh pod or machine per
+ * job): the hook downloads the binary from a server on 127.0.0.1, verifies its SHA-256, moves it
+ * into an empty cache and runs it. Over a real network the download adds size × 8 / bandwidth.
+ */
+async function timeFirstJob(
+  setup: { plugin: string; binary: Binary },
+  work: string,
+  runs: number,
+  env: Record<string, string>,
+): Promise<FirstJob> {
+  const name = setup.binary.path.slice(setup.binary.path.lastIndexOf("/") + 1).replace(
+    /-[0-9a-f]{64}$/,
+    "",
+  );
+  const controller = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
+    async (request) =>
+      new URL(request.url).pathname.endsWith(`/${name}`)
+        ? new Response((await Deno.open(setup.binary.path)).readable)
+        : new Response("not found", { status: 404 }),
+  );
+  const withoutDeno = `${work}/bin`;
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const cache = `${work}/first-job-cache`;
+      times.push(
+        await timeCommand(hook(setup.plugin), {
+          ...env,
+          PATH: `${ROOT}/bench/bin:${withoutDeno}`,
+          TOKEN_EXCHANGE_CACHE_DIR: cache,
+          TOKEN_EXCHANGE_DOWNLOAD_URL: `http://127.0.0.1:${server.addr.port}`,
+        }, "the first job"),
+      );
+      await Deno.remove(cache, { recursive: true });
+      await removeJobDirs(work);
+    }
+  } finally {
+    controller.abort();
+    await server.finished;
+  }
+  return { loopback: median(times), runs };
+}
+
+/** What the first job costs, in words: on loopback, and the download at common bandwidths. */
+function firstJobLine(first: FirstJob, size: number): string {
+  const at = (mbits: number) => `${(size * 8 / (mbits * 1e6)).toFixed(1)} s at ${mbits} Mbit/s`;
+  return `the first job on an agent without Deno (an empty cache: download from 127.0.0.1, verify, run; median of ${first.runs}) takes ${
+    ms(first.loopback)
+  }; over a network the ${mib(size)} download adds ${at(100)}, ${at(1000)}`;
+}
+
 /** The table's rows, the verdict and the compression lines, from the timed runs. */
 function releaseReport(
   variants: Variant[],
@@ -298,7 +361,9 @@ function printReport(report: Report): void {
   console.log("| - | - | -: |");
   for (const row of report.rows) console.log(`| ${row.join(" | ")} |`);
   console.log(
-    `\n${report.verdict}\nDownload, once per version:\n  ${report.compressionLines.join("\n  ")}`,
+    `\n${report.verdict}\nDownload, once per version:\n  ${
+      report.compressionLines.join("\n  ")
+    }\nFirst job: ${report.firstJob}`,
   );
 }
 
@@ -325,6 +390,8 @@ function releaseBlock(
     `${report.verdict}. The download happens once per version: ${
       report.compressionLines.join("; ")
     }.`,
+    "",
+    `On an ephemeral agent every job is a first job: ${report.firstJob}.`,
     "",
     "```sh",
     `deno task bench --release-binary --runs ${runs}${
@@ -371,6 +438,7 @@ export async function releaseBinaryBench(options: BenchOptions): Promise<void> {
       await removeJobDirs(work);
       return elapsed;
     });
+    const first = await timeFirstJob(setup, work, Math.min(options.runs, 5), env);
     const load = `load average ${loadBefore} before, ${await loadAverage()} after`;
     console.log(load);
     // The download's size: the real binary's, or Deno's, which a compiled binary mostly is.
@@ -386,6 +454,7 @@ export async function releaseBinaryBench(options: BenchOptions): Promise<void> {
       packed,
       (await Deno.stat(options.binary ?? DENO)).size,
     );
+    report.firstJob = firstJobLine(first, binary.size);
     printReport(report);
     if (options.write) {
       const block = releaseBlock(report, binary, options.runs, options.write, machine.text, load);

@@ -4,7 +4,7 @@
 // agent does, and shows what happened: the claims of both tokens, never a token.
 
 import { decodeJwt } from "../mod.ts";
-import { generateKeyPair, importPrivateKey, publicJwk, signJwt, verifyJwt } from "./_jose.ts";
+import { agentScript, startDemoSts } from "./_sts.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname).replace(/\/$/, "");
 const AUDIENCE = "sts.demo.local";
@@ -34,98 +34,13 @@ const check = (ok: boolean, what: string) => {
   return ok ? "✓" : "✗";
 };
 
-// "Buildkite": the key its agent signs OIDC tokens with, published as a JWKS.
-const buildkite = await generateKeyPair("RS256");
-const jwks = { keys: [await publicJwk(buildkite.publicKey, "RS256", "buildkite-demo-key")] };
-await Deno.writeTextFile(
-  `${work}/buildkite-key.json`,
-  JSON.stringify(await crypto.subtle.exportKey("jwk", buildkite.privateKey)),
-  { mode: 0o600 },
-);
-// The STS: its own key for the tokens it issues.
-const sts = await generateKeyPair("ES256");
-const stsKey = await importPrivateKey(
-  await crypto.subtle.exportKey("jwk", sts.privateKey),
-  "ES256",
-);
-
-interface Seen {
-  subjectClaims?: Record<string, unknown>;
-  verified?: boolean;
-  refusal?: string;
-}
-const seen: Seen[] = [];
-
-const controller = new AbortController();
-const server = Deno.serve(
-  { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
-  async (request) => {
-    const form = new URLSearchParams(await request.text());
-    const record: Seen = {};
-    seen.push(record);
-    const refuse = (error: string, description: string) => {
-      record.refusal = `${error}: ${description}`;
-      return Response.json({ error, error_description: description }, { status: 400 });
-    };
-    if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:token-exchange") {
-      return refuse("unsupported_grant_type", "only token exchange is supported");
-    }
-    let claims: Record<string, unknown>;
-    try {
-      claims = await verifyJwt(form.get("subject_token") ?? "", jwks);
-    } catch (error) {
-      return refuse("invalid_grant", `subject token rejected: ${(error as Error).message}`);
-    }
-    record.verified = true;
-    record.subjectClaims = claims;
-    const now = Math.floor(Date.now() / 1000);
-    if (claims.iss !== "https://agent.buildkite.com") {
-      return refuse("invalid_grant", "untrusted issuer");
-    }
-    if (claims.aud !== AUDIENCE) return refuse("invalid_grant", `aud must be "${AUDIENCE}"`);
-    if (typeof claims.exp !== "number" || claims.exp < now) {
-      return refuse("invalid_grant", "subject token expired");
-    }
-    if (!TRUSTED_SUBJECT.test(String(claims.sub))) {
-      return refuse("invalid_grant", "no trust policy matches this pipeline's sub");
-    }
-    const scope = form.get("scope") ?? "";
-    const accessToken = await signJwt(
-      {
-        iss: `http://${request.headers.get("host")}`,
-        sub: `buildkite:${claims.organization_slug}/${claims.pipeline_slug}`,
-        aud: form.getAll("audience"),
-        scope,
-        iat: now,
-        exp: now + 600,
-        act: { sub: claims.sub },
-      },
-      stsKey,
-      "ES256",
-      "sts-demo-key",
-    );
-    return Response.json({
-      access_token: accessToken,
-      issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
-      token_type: "Bearer",
-      expires_in: 600,
-      scope,
-    });
-  },
-);
-const endpoint = `http://127.0.0.1:${server.addr.port}/token`;
+const { endpoint, seen, close } = await startDemoSts(work, {
+  audience: AUDIENCE,
+  trustedSubject: TRUSTED_SUBJECT,
+});
 
 // The stand-in agent, first on PATH, and deno (this very binary) for the hook.
-await Deno.mkdir(`${work}/bin`);
-await Deno.writeTextFile(
-  `${work}/bin/buildkite-agent`,
-  `#!/usr/bin/env bash\nexec ${
-    JSON.stringify(Deno.execPath())
-  } run --no-config --quiet --allow-read=${JSON.stringify(work)} --allow-write=${
-    JSON.stringify(work)
-  } --allow-env ${JSON.stringify(`${ROOT}/demo/agent.ts`)} "$@"\n`,
-  { mode: 0o755 },
-);
+await agentScript(work);
 const denoDir = Deno.execPath().replace(/\/[^/]*$/, "");
 
 async function runHook(pipeline: string) {
@@ -231,7 +146,6 @@ ${describeClaims(issued ?? {}, ["iss", "sub", "aud", "scope", "exp"])}
     console.log("\n✓ Done. Run the tests with: npx -y deno@2.9.6 task test");
   }
 } finally {
-  controller.abort();
-  await server.finished;
+  await close();
   await Deno.remove(work, { recursive: true });
 }

@@ -41,13 +41,14 @@ token_exchange_sha256() {
   printf '%s' "${sum%% *}"
 }
 
-# token_exchange_untrusted VAR PATH...: VAR = the first PATH that another user could change (a
-# link; a file or directory of another user than this one or root; a file others may write; a
-# directory others may write without the sticky bit, its group counting as others unless it is this
-# user's own group), or empty when there is none. PATHs must not be links themselves, but the
-# directories above them are resolved first (cd -P).
-token_exchange_untrusted() {
-  local var="$1" dir path
+# token_exchange_trusted WHAT PATH...: succeeds when no PATH, nor a directory above the last, is one
+# that another user could change (a link; a file or directory of another user than this one or
+# root; a file others may write; a directory others may write without the sticky bit, its group
+# counting as others unless it is this user's own group); otherwise sets the failure, saying WHAT
+# was not done, and returns 2. PATHs must not be links themselves, but the directories above them
+# are resolved first (cd -P).
+token_exchange_trusted() {
+  local what="$1" dir path
   shift
   local -a paths=("$@")
   # Every directory above the last PATH (the cache), as the file system has it, up to / (resolved
@@ -69,14 +70,18 @@ token_exchange_untrusted() {
     -o \( -type d -perm -002 ! -perm -1000 \) \
     -o \( -type d -perm -020 ! -perm -1000 ! -group "${GROUPS[0]}" \) \
     \) -print 2>/dev/null)" || path="${paths[0]}"
-  printf -v "$var" '%s' "${path%%$'\n'*}"
+  [[ -n "$path" ]] || return 0
+  # shellcheck disable=SC2154 # install: the caller's (bash's dynamic scope)
+  token_exchange_fail "${what}: ${path%%$'\n'*} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified" \
+    "Set TOKEN_EXCHANGE_CACHE_DIR to a directory only this agent's user may write, or ${install}"
+  return 2
 }
 
 # token_exchange_binary VAR PLUGIN_DIR: VAR = the path of this release's CLI binary, downloaded and
 # verified into the cache on first use, and checked before every run; on a failure, the report
 # (token_exchange_fail) and status 2 for a cache another user could change, else 1.
 token_exchange_binary() {
-  local plugin_dir="$2" target version="" expected="" line cache binary untrusted
+  local plugin_dir="$2" target version="" expected="" line cache binary
   local install="install Deno 2 on the agent (https://docs.deno.com/runtime/getting_started/installation/), which the plugin then uses directly"
   token_exchange_target target
   if [[ -z "$target" ]]; then
@@ -110,12 +115,7 @@ token_exchange_binary() {
   if [[ ! -e "$binary" && ! -L "$binary" ]]; then
     token_exchange_download "$cache" "$binary" "v${version}/token-exchange-${target}" "$expected" "$install" || return
   fi
-  token_exchange_untrusted untrusted "$binary" "$cache"
-  if [[ -n "$untrusted" ]]; then
-    token_exchange_fail "The token-exchange binary ${binary} was not run: ${untrusted} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified" \
-      "Set TOKEN_EXCHANGE_CACHE_DIR to a directory only this agent's user may write, or ${install}"
-    return 2
-  fi
+  token_exchange_trusted "The token-exchange binary ${binary} was not run" "$binary" "$cache" || return
   printf -v "$1" '%s' "$binary"
 }
 
@@ -123,7 +123,7 @@ token_exchange_binary() {
 # a private temporary file in CACHE (a directory no other user may change), verifies its SHA-256,
 # makes it read-only and renames it to BINARY; never leaves an unverified file where it would run.
 token_exchange_download() {
-  local cache="$1" binary="$2" expected="$4" install="$5" url tmp actual curl_error untrusted
+  local cache="$1" binary="$2" expected="$4" install="$5" url tmp actual curl_error
   url="${TOKEN_EXCHANGE_DOWNLOAD_URL:-$TOKEN_EXCHANGE_DEFAULT_DOWNLOAD_URL}"
   url="${url%/}/$3"
   echo "Deno is not installed: downloading token-exchange ${3%%/*} for ${3#*/token-exchange-} (once per version)"
@@ -135,12 +135,7 @@ token_exchange_download() {
     token_exchange_fail "Cannot create the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1
   fi
-  token_exchange_untrusted untrusted "$cache"
-  if [[ -n "$untrusted" ]]; then
-    token_exchange_fail "The token-exchange binary was not downloaded into ${cache}: ${untrusted} is a link, or belongs to another user, or another user may write it, who could change the binary after it was verified" \
-      "Set TOKEN_EXCHANGE_CACHE_DIR to a directory only this agent's user may write, or ${install}"
-    return 2
-  fi
+  token_exchange_trusted "The token-exchange binary was not downloaded into ${cache}" "$cache" || return
   if ! tmp="$(umask 077 && mktemp "${cache}/.download.XXXXXXXX" 2>/dev/null)"; then
     token_exchange_fail "Cannot create a file in the binary cache ${cache}: set TOKEN_EXCHANGE_CACHE_DIR to a writable directory, or ${install}"
     return 1

@@ -24,40 +24,49 @@ token_exchange_job_dir() {
   printf -v "$1" '%s' "${tmp_dir%/}/token-exchange-${job_id//[^A-Za-z0-9-]/_}"
 }
 
-# token_exchange_token_file_dir VAR: VAR = the directory of an explicit token-file path (~/ is
-# HOME, a relative path the working directory's), or empty: a narrow reading for the engine's
-# --allow-read and --allow-write, which the engine checks again (and refuses what is not clean).
-token_exchange_token_file_dir() {
+# token_exchange_path VAR NAME: VAR = the path of the file the option NAME names (~/ is HOME, a
+# relative path the working directory's), or empty: a narrow reading for the engine's --allow-read
+# and --allow-write, which the engine checks again (and refuses what is not clean).
+token_exchange_path() {
   local path
-  token_exchange_option path TOKEN_FILE
+  token_exchange_option path "$2"
   case "$path" in
     "" | true | false | 0 | 1 | *,*) path="" ;;
     \~/*) path="${HOME:-}/${path:2}" ;;
     /*) ;;
     *) path="${PWD%/}/${path}" ;;
   esac
-  printf -v "$1" '%s' "${path%/*}"
+  printf -v "$1" '%s' "$path"
+}
+
+# token_exchange_list NAME: token_exchange_items = the values of the list option NAME (NAME_0,
+# NAME_1, …, or one value).
+token_exchange_list() {
+  local name="${TOKEN_EXCHANGE_PREFIX}$1" i=0
+  token_exchange_items=()
+  [[ -z "${!name:-}" ]] || token_exchange_items=("${!name}")
+  while name="${TOKEN_EXCHANGE_PREFIX}$1_$((i++))" && [[ -n "${!name:-}" ]]; do token_exchange_items+=("${!name}"); done
 }
 
 # token_exchange_agent_args: token_exchange_agent = the arguments of `buildkite-agent oidc
-# request-token`, from the audience, lifetime and claims options as they are written. The engine
-# checks the options, and that these are the arguments they mean.
+# request-token`, from the audience, lifetime, claims and aws-session-tags options as they are
+# written (the audience AWS expects by default with aws-role-arn). The engine checks the options,
+# and that these are the arguments they mean.
 token_exchange_agent_args() {
-  local audience buildkite_audience value i=0 name="${TOKEN_EXCHANGE_PREFIX}CLAIMS_0"
+  local audience buildkite_audience aws value
+  local -a token_exchange_items=()
   token_exchange_option audience AUDIENCE
   token_exchange_option buildkite_audience BUILDKITE_AUDIENCE
-  token_exchange_agent=(oidc request-token --audience "${audience:-${buildkite_audience:-buildkite}}")
+  token_exchange_option aws AWS_ROLE_ARN
+  token_exchange_agent=(oidc request-token --audience "${audience:-${buildkite_audience:-${aws:+sts.amazonaws.com}}}")
+  [[ -n "${token_exchange_agent[3]}" ]] || token_exchange_agent[3]=buildkite
   token_exchange_option value LIFETIME
   [[ -z "$value" ]] || token_exchange_agent+=(--lifetime "$value")
-  if [[ -n "${!name:-}" ]]; then
-    while name="${TOKEN_EXCHANGE_PREFIX}CLAIMS_${i}" && [[ -n "${!name:-}" ]]; do
-      token_exchange_agent+=(--claim "${!name}")
-      i=$((i + 1))
-    done
-  else
-    token_exchange_option value CLAIMS
-    [[ -z "$value" ]] || token_exchange_agent+=(--claim "$value")
-  fi
+  token_exchange_list CLAIMS
+  for value in ${token_exchange_items[@]+"${token_exchange_items[@]}"}; do token_exchange_agent+=(--claim "$value"); done
+  token_exchange_list AWS_SESSION_TAGS
+  local IFS=,
+  [[ "${#token_exchange_items[@]}" -eq 0 ]] || token_exchange_agent+=(--aws-session-tag "${token_exchange_items[*]}")
 }
 
 # token_exchange_engine RUN DIR PLUGIN_DIR [FILE_DIRS]: token_exchange_cli = the command that runs
@@ -66,24 +75,35 @@ token_exchange_agent_args() {
 # that finds nothing clean, the permission is left out and the engine says what is wrong. FILE_DIRS
 # (comma-separated) replaces token-file's directory, for a cleanup.
 token_exchange_engine() {
-  local run="$1" dir="$2" plugin_dir="$3" url host="" secret_env paths file_dir names resolved_binary
+  local run="$1" dir="$2" plugin_dir="$3" url host="" secret_env paths file_dir ca_file kubernetes_ca names resolved_binary
   local http_url='^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,4}))?([/?#].*)?$'
   if command -v deno >/dev/null 2>&1; then
     token_exchange_cli=(deno run --no-config --no-lock --no-remote --no-prompt)
     token_exchange_option url TOKEN_ENDPOINT
     [[ -n "$url" ]] || token_exchange_option url ISSUER
-    if [[ "$url" =~ $http_url ]] && ((${BASH_REMATCH[3]:-0} <= 65535)); then
-      host="${BASH_REMATCH[1]}${BASH_REMATCH[2]}"
+    # The endpoint's host, and what the AWS and Google tools would call (a mirror's or a region's).
+    for url in "$url" "${TOKEN_EXCHANGE_GOOGLE_IAM_URL:-}" "${AWS_ENDPOINT_URL_STS:-}" "${AWS_ENDPOINT_URL:-}"; do
+      if [[ "$url" =~ $http_url ]] && ((${BASH_REMATCH[3]:-0} <= 65535)); then host+=",${BASH_REMATCH[1]}${BASH_REMATCH[2]}"; fi
+    done
+    if [[ -n "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AWS_ROLE_ARN:-}" ]]; then
+      host+=",sts.amazonaws.com"
+      for url in "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AWS_REGION:-}" "${AWS_REGION:-}" "${AWS_DEFAULT_REGION:-}"; do
+        [[ ! "$url" =~ ^[a-z0-9-]+$ ]] || host+=",sts.${url}.amazonaws.com,sts.${url}.amazonaws.com.cn"
+      done
     fi
-    [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host}")
-    if [[ "$#" -ge 4 ]]; then file_dir="$4"; else token_exchange_token_file_dir file_dir; fi
+    case "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_GOOGLE_CREDENTIALS:-}" in true | 1) host+=",sts.googleapis.com,iamcredentials.googleapis.com" ;; esac
+    [[ -z "$host" ]] || token_exchange_cli+=("--allow-net=${host#,}")
+    if [[ "$#" -ge 4 ]]; then file_dir="$4"; else token_exchange_path file_dir TOKEN_FILE && file_dir="${file_dir%/*}"; fi
     paths="${dir}${file_dir:+,${file_dir}}"
-    token_exchange_cli+=("--allow-read=${paths}" "--allow-write=${paths}" "--allow-sys=uid,gid")
+    token_exchange_path ca_file CA_FILE
+    token_exchange_path kubernetes_ca KUBERNETES_CA
+    token_exchange_cli+=("--allow-read=${paths}${ca_file:+,${ca_file}}${kubernetes_ca:+,${kubernetes_ca}}" "--allow-write=${paths}" "--allow-sys=uid,gid")
     token_exchange_option secret_env CLIENT_SECRET_ENV
     [[ "$secret_env" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || secret_env=""
     # NO_PROXY: the engine adds loopback to it while it makes the client for an https loopback
-    # endpoint. The BUILDKITE_ ones name an AWS session and bound the refresher.
-    token_exchange_cli+=("--allow-env=${TOKEN_EXCHANGE_PREFIX}*,NO_PROXY,no_proxy,HOME,BUILDKITE_JOB_ID,BUILDKITE_PIPELINE_SLUG,BUILDKITE_BUILD_NUMBER,BUILDKITE_STEP_KEY,BUILDKITE_TIMEOUT,TOKEN_EXCHANGE_GOOGLE_IAM_URL${secret_env:+,${secret_env}}")
+    # endpoint. The BUILDKITE_ ones name an AWS session and bound the refresher; the AWS ones say
+    # where the AWS tools would call STS, and which of the agent's credentials they would use.
+    token_exchange_cli+=("--allow-env=${TOKEN_EXCHANGE_PREFIX}*,NO_PROXY,no_proxy,HOME,BUILDKITE_JOB_ID,BUILDKITE_PIPELINE_SLUG,BUILDKITE_BUILD_NUMBER,BUILDKITE_STEP_KEY,BUILDKITE_TIMEOUT,TOKEN_EXCHANGE_GOOGLE_IAM_URL,AWS_ENDPOINT_URL_STS,AWS_ENDPOINT_URL,AWS_REGION,AWS_DEFAULT_REGION,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN,AWS_PROFILE,AWS_DEFAULT_PROFILE${secret_env:+,${secret_env}}")
     token_exchange_cli+=("${plugin_dir}/cli.ts")
   else
     # shellcheck source=lib/binary.bash
@@ -178,6 +198,7 @@ token_exchange_read_engine() {
       "warn "*) printf '%s\n' "${line#warn }" >&2 ;;
       "redact "*) token_exchange_redact "${line#redact }" ;;
       "export "*) token_exchange_exports+=("${line#export }") ;;
+      "drop "*) token_exchange_drops+=("${line#drop }") ;;
       "private "* | "unset "*) token_exchange_hidden+=("$line") ;;
       "entry "*) token_exchange_entry="${line#entry }" ;;
       "refresh "* | "next "*) token_exchange_wait="${line#* }" ;;
@@ -298,7 +319,7 @@ token_exchange_hook() {
   fi
   local token_exchange_entry="" token_exchange_wait="" token_exchange_early_redactor=false
   local -a token_exchange_cli=() token_exchange_agent=() token_exchange_exports=()
-  local -a token_exchange_failure=() token_exchange_hidden=()
+  local -a token_exchange_failure=() token_exchange_hidden=() token_exchange_drops=()
   ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 1))) || token_exchange_early_redactor=true
   token_exchange_job_dir job
   token_exchange_launch hook "$job" "$plugin_dir" || status=$?
@@ -313,6 +334,7 @@ token_exchange_hook() {
     token_exchange_error "${token_exchange_failure[@]}"
     return "$status"
   fi
+  unset ${token_exchange_drops[@]+"${token_exchange_drops[@]}"}
   for entry in ${token_exchange_exports[@]+"${token_exchange_exports[@]}"}; do export "${entry?}"; done
   if [[ -n "$token_exchange_entry" ]]; then
     token_exchange_fingerprint fingerprint

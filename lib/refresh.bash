@@ -115,10 +115,10 @@ token_exchange_remove_entry() {
 }
 
 # token_exchange_pre_exit PLUGIN_DIR: finds this entry's directory by its options, stops its
-# refresher, shows the refresher's last failure, and removes what the entry made (never a path
+# refresher, shows the refresher's last failure and how often it renewed, and removes what the entry made (never a path
 # from the environment, which the job could have changed).
 token_exchange_pre_exit() {
-  local plugin_dir="$1" job entry fingerprint recorded
+  local plugin_dir="$1" job entry fingerprint recorded line
   token_exchange_job_dir job
   [[ -d "$job" && ! -L "$job" && -O "$job" ]] || return 0
   token_exchange_fingerprint fingerprint
@@ -128,7 +128,7 @@ token_exchange_pre_exit() {
     IFS= read -r -d '' recorded <"${entry}/options" || true
     [[ "$recorded" == "$fingerprint" ]] || continue
     token_exchange_stop_refresher "$entry"
-    [[ ! -s "${entry}/refresher.error" ]] || printf '%s\n' "$(<"${entry}/refresher.error")" >&2
+    for line in error status; do [[ ! -s "${entry}/refresher.${line}" ]] || printf '%s\n' "$(<"${entry}/refresher.${line}")" >&2; done
     token_exchange_remove_entry "$plugin_dir" "$entry"
   done
   token_exchange_remove_job "$job"

@@ -7,6 +7,7 @@
 #                          branch, check the draft's binaries against it instead of rebuilding.
 #   release.bash publish   on the tag vX.Y.Z: download the draft's binaries, check each against the
 #                          dist/SHA256SUMS the tagged commit carries, and publish the release
+#   release.bash check     print the version, once deno.json, _constants.ts and CHANGELOG.md agree
 #
 # JSR publishing is .github/workflows/jsr.yml's (tokenless, with GitHub's OIDC token). No step here
 # puts a secret on a command line, where any process on the agent can read it: gh reads GH_TOKEN
@@ -144,5 +145,7 @@ publish() {
 
 case "${1:-}" in
   build | publish) "$1" ;;
-  *) fail "Usage: $0 build|publish (JSR is published by .github/workflows/jsr.yml)" ;;
+  # What the release steps check first: deno.json, _constants.ts and CHANGELOG.md agree.
+  check) check_version "$(deno_json_version)" && printf '%s\n' "$(deno_json_version)" ;;
+  *) fail "Usage: $0 build|publish|check (JSR is published by .github/workflows/jsr.yml)" ;;
 esac

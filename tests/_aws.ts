@@ -46,6 +46,12 @@ export interface AwsStandInOptions {
    * InvalidIdentityToken`), as STS does for an expired or untrusted token. @default accepts all
    */
   checkWebIdentityToken?: (token: string) => string | undefined;
+  /**
+   * Whether the role's trust policy refuses the token (`403 AccessDenied`, "Not authorized to
+   * perform sts:AssumeRoleWithWebIdentity"), as STS answers when the provider is known but the
+   * policy's conditions do not match. @default accepts all
+   */
+  denyAccess?: (token: string) => boolean;
 }
 
 export interface AwsStandIn extends AsyncDisposable {
@@ -100,9 +106,49 @@ function subjectOf(token: string): string | undefined {
   }
 }
 
+/** Answers GetCallerIdentity for the credentials STS issued, recording it in `callerIdentity`. */
+function identify(
+  headers: Headers,
+  issued: ReadonlyMap<string, { sessionToken: string; expires: number; arn: string }>,
+  callerIdentity: CallerIdentityRequest[],
+): Response {
+  const scope = headers.get("authorization")?.match(
+    /^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)\/\d{8}\/([a-z0-9-]+)\/sts\/aws4_request,/,
+  );
+  const record: CallerIdentityRequest = {
+    accessKeyId: scope?.[1] ?? null,
+    region: scope?.[2] ?? null,
+  };
+  callerIdentity.push(record);
+  const refuse = (status: number, code: string, message: string) => {
+    record.error = `${code}: ${message}`;
+    return stsError(status, code, message);
+  };
+  const credentials = issued.get(record.accessKeyId ?? "");
+  if (!scope || credentials === undefined) {
+    return refuse(403, "InvalidClientTokenId", "The security token included is invalid");
+  }
+  if (headers.get("x-amz-security-token") !== credentials.sessionToken) {
+    return refuse(403, "InvalidClientTokenId", "The security token included is invalid");
+  }
+  if (Date.now() > credentials.expires) {
+    return refuse(403, "ExpiredToken", "The security token included in the request is expired");
+  }
+  record.arn = credentials.arn;
+  return stsResult(
+    "GetCallerIdentity",
+    `<Arn>${xml(credentials.arn)}</Arn><UserId>AROA:${xml(credentials.arn.split("/").pop()!)}` +
+      `</UserId><Account>${STANDIN_ACCOUNT}</Account>`,
+  );
+}
+
 /** Starts the STS stand-in on 127.0.0.1 (port 0). */
 export function startAwsStandIn(options: AwsStandInOptions = {}): AwsStandIn {
-  const { lifetimeSeconds = 2, checkWebIdentityToken = () => undefined } = options;
+  const {
+    lifetimeSeconds = 2,
+    checkWebIdentityToken = () => undefined,
+    denyAccess = () => false,
+  } = options;
   const assumeRole: AssumeRoleRequest[] = [];
   const callerIdentity: CallerIdentityRequest[] = [];
   const stray: string[] = [];
@@ -140,6 +186,14 @@ export function startAwsStandIn(options: AwsStandInOptions = {}): AwsStandIn {
     }
     const reason = checkWebIdentityToken(token);
     if (reason !== undefined) return refuse("InvalidIdentityToken", reason);
+    if (denyAccess(token)) {
+      record.error = "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity";
+      return stsError(
+        403,
+        "AccessDenied",
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+      );
+    }
     const accessKeyId = `ASIA${randomText(16, UPPER)}`;
     const sessionToken = randomText(120, BASE64);
     const expires = Date.now() + lifetimeSeconds * 1000;
@@ -161,37 +215,6 @@ export function startAwsStandIn(options: AwsStandInOptions = {}): AwsStandIn {
     );
   };
 
-  const identify = (headers: Headers): Response => {
-    const scope = headers.get("authorization")?.match(
-      /^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)\/\d{8}\/([a-z0-9-]+)\/sts\/aws4_request,/,
-    );
-    const record: CallerIdentityRequest = {
-      accessKeyId: scope?.[1] ?? null,
-      region: scope?.[2] ?? null,
-    };
-    callerIdentity.push(record);
-    const refuse = (status: number, code: string, message: string) => {
-      record.error = `${code}: ${message}`;
-      return stsError(status, code, message);
-    };
-    const credentials = issued.get(record.accessKeyId ?? "");
-    if (!scope || credentials === undefined) {
-      return refuse(403, "InvalidClientTokenId", "The security token included is invalid");
-    }
-    if (headers.get("x-amz-security-token") !== credentials.sessionToken) {
-      return refuse(403, "InvalidClientTokenId", "The security token included is invalid");
-    }
-    if (Date.now() > credentials.expires) {
-      return refuse(403, "ExpiredToken", "The security token included in the request is expired");
-    }
-    record.arn = credentials.arn;
-    return stsResult(
-      "GetCallerIdentity",
-      `<Arn>${xml(credentials.arn)}</Arn><UserId>AROA:${xml(credentials.arn.split("/").pop()!)}` +
-        `</UserId><Account>${STANDIN_ACCOUNT}</Account>`,
-    );
-  };
-
   const controller = new AbortController();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
@@ -207,7 +230,9 @@ export function startAwsStandIn(options: AwsStandInOptions = {}): AwsStandIn {
           return stsError(400, "InvalidParameterValue", "Unknown Version");
         }
         if (action === "AssumeRoleWithWebIdentity") return assume(form);
-        if (action === "GetCallerIdentity") return identify(request.headers);
+        if (action === "GetCallerIdentity") {
+          return identify(request.headers, issued, callerIdentity);
+        }
       }
       stray.push(`${request.method} ${pathname} ${action}`);
       return stsError(400, "InvalidAction", `Could not find operation ${action}`);

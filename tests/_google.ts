@@ -59,6 +59,11 @@ export interface GoogleStandInOptions {
    * STS does for an expired or untrusted token. @default accepts every non-empty token
    */
   checkSubjectToken?: (subjectToken: string) => string | undefined;
+  /**
+   * Whether IAM refuses to let the federated identity impersonate the service account (`403
+   * PERMISSION_DENIED`), as it does without roles/iam.workloadIdentityUser. @default allows all
+   */
+  denyImpersonation?: (serviceAccount: string) => boolean;
 }
 
 export interface GoogleStandIns extends AsyncDisposable {
@@ -83,6 +88,7 @@ function googleError(status: number, message: string): Response {
   const statuses: Record<number, string> = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
   };
   return Response.json({ error: { code: status, message, status: statuses[status] } }, { status });
@@ -92,6 +98,7 @@ function googleError(status: number, message: string): Response {
 interface StandInState {
   lifetimeSeconds: number;
   checkSubjectToken: (subjectToken: string) => string | undefined;
+  denyImpersonation: (serviceAccount: string) => boolean;
   sts: StsRequest[];
   iam: IamRequest[];
   stray: string[];
@@ -179,6 +186,12 @@ async function impersonate(
   if (record.bearer === null || !state.stsTokens.has(record.bearer)) {
     return refuse(401, "Request had invalid authentication credentials");
   }
+  if (state.denyImpersonation(serviceAccount)) {
+    return refuse(
+      403,
+      "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+    );
+  }
   const { scope, lifetime } = record.body as { scope?: unknown; lifetime?: unknown };
   if (
     !Array.isArray(scope) || scope.length === 0 || !scope.every((s) => typeof s === "string")
@@ -218,10 +231,15 @@ async function route(state: StandInState, request: Request): Promise<Response> {
 
 /** Starts the STS and IAM Credentials stand-ins on 127.0.0.1 (one server, port 0). */
 export function startGoogleStandIns(options: GoogleStandInOptions = {}): GoogleStandIns {
-  const { lifetimeSeconds = 60, checkSubjectToken = () => undefined } = options;
+  const {
+    lifetimeSeconds = 60,
+    checkSubjectToken = () => undefined,
+    denyImpersonation = () => false,
+  } = options;
   const state: StandInState = {
     lifetimeSeconds,
     checkSubjectToken,
+    denyImpersonation,
     sts: [],
     iam: [],
     stray: [],

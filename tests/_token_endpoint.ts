@@ -15,7 +15,7 @@ export interface RecordedRequest {
 export type Handler = (request: RecordedRequest, index: number) => Response | Promise<Response>;
 
 export interface TokenEndpoint extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (https with a certificate) */
   origin: string;
   /** `<origin>/token` */
   url: string;
@@ -42,12 +42,21 @@ export function oauthError(status: number, fields: Record<string, unknown>): Res
   return Response.json(fields, { status, headers: { "cache-control": "no-store" } });
 }
 
-export function startTokenEndpoint(handler: Handler = () => tokenResponse()): TokenEndpoint {
+/**
+ * Starts the endpoint on 127.0.0.1.
+ *
+ * @param handler How it answers.
+ * @param tls Serves https with this certificate and key (PEM), as a private CA's endpoint would.
+ */
+export function startTokenEndpoint(
+  handler: Handler = () => tokenResponse(),
+  tls?: { cert: string; key: string },
+): TokenEndpoint {
   let current = handler;
   const requests: RecordedRequest[] = [];
   const controller = new AbortController();
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
+    { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {}, ...tls },
     async (request) => {
       const body = await request.text();
       const url = new URL(request.url);
@@ -62,7 +71,7 @@ export function startTokenEndpoint(handler: Handler = () => tokenResponse()): To
       return await current(recorded, requests.length - 1);
     },
   );
-  const origin = `http://127.0.0.1:${server.addr.port}`;
+  const origin = `${tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`;
   const close = async () => {
     if (!controller.signal.aborted) controller.abort();
     await server.finished;

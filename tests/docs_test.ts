@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { Ajv } from "ajv";
 import { FLAGS, helpText } from "../_cli_flags.ts";
+import { VERSION } from "../_constants.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import {
   anchors,
@@ -20,6 +21,7 @@ import {
   split,
   userDocs,
 } from "./_markdown.ts";
+import { ROOT_PATH } from "./_publish.ts";
 
 const README = await read("README.md");
 const PLUGIN = parse(await read("plugin.yml"));
@@ -50,6 +52,7 @@ const OPTIONS: Record<string, string> = {
   "token-file": "",
   timeout: "10",
   retries: "3",
+  "ca-file": "",
   hook: "environment",
   redact: "true",
   debug: "false",
@@ -59,6 +62,13 @@ const OPTIONS: Record<string, string> = {
   "service-account": "",
   "service-account-token-lifetime": "",
   "aws-role-arn": "",
+  "aws-session-name": "buildkite-<pipeline>-<build number>-<step key or job ID>",
+  "aws-session-duration": "",
+  "aws-region": "",
+  "aws-session-tags": "",
+  "aws-credentials": "web-identity",
+  "kubernetes-server": "",
+  "kubernetes-ca": "",
 };
 /** Options only the hooks use, which the CLI has no flag for. */
 const HOOK_ONLY = [
@@ -73,6 +83,13 @@ const HOOK_ONLY = [
   "service-account",
   "service-account-token-lifetime",
   "aws-role-arn",
+  "aws-session-name",
+  "aws-session-duration",
+  "aws-region",
+  "aws-session-tags",
+  "aws-credentials",
+  "kubernetes-server",
+  "kubernetes-ca",
 ];
 
 /** A link to a file of this repository as a path from its root (and anchor), or undefined. */
@@ -265,15 +282,54 @@ Deno.test("user-facing text names version 0.x plainly and no document outside th
   assert.ok(README.includes("version 0.x of this plugin (bash, curl and jq)"));
 });
 
-Deno.test("CHANGELOG.md names every plugin option and CLI flag", async () => {
+Deno.test("versions agree: deno.json, the CLI, the newest CHANGELOG release, the release script and every pin in the docs", async () => {
+  const version = denoJson.version;
+  assert.equal(VERSION, version, "_constants.ts's VERSION");
   const changelog = await read("CHANGELOG.md");
-  for (const option of Object.keys(OPTIONS)) {
-    assert.ok(changelog.includes(`\`${option}\``), `CHANGELOG.md does not name ${option}`);
+  const released = [...changelog.matchAll(/^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d\d-\d\d)$/gm)];
+  assert.equal(released[0]?.[1], version, "the newest release in CHANGELOG.md");
+  assert.match(
+    changelog,
+    new RegExp(`^\\[Unreleased\\]: \\S+/compare/v${version}\\.\\.\\.HEAD$`, "m"),
+  );
+  assert.match(changelog, new RegExp(`^\\[${version}\\]: https://`, "m"));
+  // The release steps' own check (scripts/release.bash) agrees.
+  const check = await new Deno.Command("bash", {
+    args: ["scripts/release.bash", "check"],
+    cwd: ROOT_PATH,
+  }).output();
+  assert.equal(new TextDecoder().decode(check.stdout), `${version}\n`);
+  // Every pin of the plugin, the JSR package and a raw cli.ts URL names this version.
+  let pins = 0;
+  for (const [path, text] of [["README.md", README] as const, ...TEXT]) {
+    for (
+      const [pin, pinned] of text.matchAll(
+        /token-exchange(?:#v|@|-buildkite-plugin\/v)(\d+\.\d+\.\d+)/g,
+      )
+    ) {
+      assert.equal(pinned, version, `${path} pins ${pin}`);
+      pins++;
+    }
+  }
+  assert.ok(pins >= 25, `only ${pins} pins found`);
+});
+
+Deno.test("every plugin option and CLI flag is in a released CHANGELOG section, not only under Unreleased", async () => {
+  const changelog = await read("CHANGELOG.md");
+  // From the newest release down: what the pinned examples' version and those before it hold.
+  const released = changelog.slice(changelog.search(/^## \[\d+\.\d+\.\d+\]/m));
+  for (const option of Object.keys(SCHEMA.properties)) {
+    assert.ok(
+      released.includes(`\`${option}\``),
+      `CHANGELOG.md names ${option} in no released section: release it (RELEASING.md) before the examples use it`,
+    );
   }
   for (const flag of Object.keys(FLAGS)) {
-    assert.ok(changelog.includes(`--${flag}`), `CHANGELOG.md does not name --${flag}`);
+    assert.ok(
+      released.includes(`--${flag}`),
+      `CHANGELOG.md names --${flag} in no released section`,
+    );
   }
-  assert.match(section(changelog, "## [Unreleased]"), /`token-file: true`/);
 });
 
 Deno.test("the code blocks of the docs hold no fixed /tmp token path and no jq", () => {

@@ -13,7 +13,8 @@ import {
   runHooks,
 } from "./_hooks.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
-import { BUILDKITE_CLAIMS, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
+import { TEST_CERT, TEST_KEY } from "./_tls.ts";
+import { BUILDKITE_CLAIMS, fakeJwt, ISSUED_TOKEN, SUBJECT_TOKEN } from "./_tokens.ts";
 
 const issued = () => tokenResponse({ access_token: ISSUED_TOKEN });
 const CLAIMS_LINE =
@@ -644,5 +645,70 @@ Deno.test("debug: true lines reach the job log while the exchange is still under
   } finally {
     release();
     await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("a failure shows the plugin's words and the OIDC token's iss, sub and aud whole, however long", async () => {
+  const sub =
+    "organization:acme-platform-engineering:pipeline:infrastructure-deploy-production:ref:refs/heads/release/2026-12:commit:9f3182061f1e2cca:step:apply";
+  const aud = "https://sts.platform.internal.example.com";
+  assert.ok(sub.length >= 130 && aud.length >= 40);
+  const token = fakeJwt({ ...BUILDKITE_CLAIMS, sub, aud }, "U0lHTkFUVVJFLU9GLUEtTE9ORy1UT0tFTg");
+  await using server = startTokenEndpoint(() =>
+    oauthError(400, {
+      error: "invalid_grant",
+      error_description: `no trust policy matches sub ${"x".repeat(600)}`,
+    })
+  );
+  const result = await runHooks(["environment"], {
+    options: { "token-endpoint": server.url, audience: aud },
+    env: { STANDIN_TOKEN: token },
+  });
+  assert.equal(result.code, 1);
+  const [first, second] = result.stderr.trimEnd().split("\n");
+  // The server's words are capped (at 500 characters), the plugin's never.
+  assert.match(
+    first!,
+    /^🚨 Token exchange failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "no trust policy matches sub x+…"; check that the endpoint's trust policy accepts the token's iss, sub and aud below$/,
+  );
+  assert.equal(
+    second,
+    `   Buildkite OIDC token: iss="https://agent.buildkite.com" sub="${sub}" aud="${aud}"`,
+  );
+});
+
+Deno.test("ca-file: an https endpoint of a private CA is trusted with it; without it the hook says the certificate is not trusted and to set ca-file", async () => {
+  await using server = startTokenEndpoint(issued, { cert: TEST_CERT, key: TEST_KEY });
+  const dir = await Deno.makeTempDir({ prefix: "ca-file-hook-" });
+  try {
+    await Deno.writeTextFile(`${dir}/internal-ca.pem`, TEST_CERT);
+    // A relative ca-file is the checkout's (the working directory).
+    const trusted = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "ca-file": "internal-ca.pem" },
+      cwd: dir,
+    });
+    assert.equal(trusted.code, 0, trusted.stderr);
+    assert.equal(trusted.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
+
+    const untrusted = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url },
+    });
+    assert.equal(untrusted.code, 1);
+    assert.match(
+      untrusted.stderr,
+      /^🚨 Token exchange failed: Token endpoint "https:\/\/127\.0\.0\.1:\d+\/token" presented a certificate that is not trusted here, from a CA this machine does not know \(.*UnknownIssuer.*\); if your organisation's own CA issued it, set ca-file to that CA's certificate \(a PEM file\)\n {3}Buildkite OIDC token: iss=/,
+    );
+    assert.equal(server.requests.length, 1, "the untrusted endpoint was sent a request");
+
+    const missing = await runHooks(["environment"], {
+      options: { "token-endpoint": server.url, "ca-file": `${dir}/missing.pem` },
+    });
+    assert.equal(missing.code, 2);
+    assert.match(
+      missing.stderr,
+      /^🚨 Configuration error: ca-file is ".*\/missing\.pem", which cannot be read \(No such file or directory/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -259,3 +259,58 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "kubernetes-server: kubectl uses the job's own kubeconfig (the cluster's CA from kubernetes-ca, the refreshed token file), and ~/.kube/config is neither read nor written",
+  ignore: KUBECTL === undefined,
+  async fn() {
+    await using tokens = startTokenEndpoint(() => tokenResponse({ access_token: ISSUED_TOKEN }));
+    await using api = startApiServer();
+    const tmp = await Deno.makeTempDir({ prefix: "kube-server-" });
+    const home = `${tmp}/home`;
+    // The agent user's kubeconfig, shared by every job on the host: another cluster, another user.
+    const shared = stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "other", cluster: { server: "https://127.0.0.1:1" } }],
+      users: [{ name: "other", user: { token: "someone-elses-token" } }],
+      contexts: [{ name: "other", context: { cluster: "other", user: "other" } }],
+      "current-context": "other",
+    });
+    await Deno.mkdir(`${home}/.kube`, { recursive: true });
+    await Deno.writeTextFile(`${home}/.kube/config`, shared);
+    await Deno.writeTextFile(`${home}/.kube/cluster-ca.pem`, TEST_CERT);
+    const options = {
+      "token-endpoint": tokens.url,
+      "kubernetes-server": api.url,
+      "kubernetes-ca": "~/.kube/cluster-ca.pem",
+      refresh: true,
+    };
+    const env = { TMPDIR: tmp, HOME: home };
+    try {
+      const result = await runHooks(["environment"], { options, env });
+      assert.equal(result.code, 0, result.stderr);
+      const kubeconfigPath = result.exported["KUBECONFIG"]!;
+      assert.equal(kubeconfigPath, `${result.privateDir}/1/kubeconfig`);
+      assert.equal((await Deno.stat(kubeconfigPath)).mode! & 0o777, 0o600);
+      assert.match(
+        result.stdout,
+        new RegExp(`, KUBECONFIG \\(for ${api.url.replaceAll(".", "\\.")}\\)`),
+      );
+      const output = await new Deno.Command(KUBECTL!.path, {
+        args: ["get", "--raw", "/api", `--cache-dir=${tmp}/cache`],
+        clearEnv: true,
+        env: { ...baseEnv(), HOME: home, KUBECONFIG: kubeconfigPath, PATH: "/usr/bin:/bin" },
+        stdin: "null",
+      }).output();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      assert.equal(JSON.parse(new TextDecoder().decode(output.stdout)).kind, "APIVersions");
+      assert.equal(api.authorizations.at(-1), `Bearer ${ISSUED_TOKEN}`);
+      assert.equal(await Deno.readTextFile(`${home}/.kube/config`), shared);
+    } finally {
+      await runHooks(["pre-exit"], { options, env });
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});

@@ -8,11 +8,11 @@
 
 import assert from "node:assert/strict";
 import { DENO_BIN_DIR, listTree, PLUGIN_DIR, runHooks } from "./_hooks.ts";
-import { ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
-import { runGoogleClient, startGoogleStandIns } from "./_google.ts";
+import { type AwsStandIn, ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } from "./_aws.ts";
+import { type GoogleStandIns, runGoogleClient, startGoogleStandIns } from "./_google.ts";
 import { mintedTokens } from "./_refresh_agent.ts";
 import { decodeJwt } from "../_jwt.ts";
-import { startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
+import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 
 export const REFRESH_BIN = `${PLUGIN_DIR}/tests/bin-refresh`;
 const SYSTEM_PATH = ["/usr/local/bin", "/usr/bin", "/bin"];
@@ -32,6 +32,9 @@ export async function longJob(): Promise<
     env: Record<string, string>;
     /** The directory of the job's Nth plugin entry (from 1, in the order the hooks ran). */
     entryDir: (entry?: number) => string;
+    /** AWS STS (AWS_ENDPOINT_URL_STS) and Google's STS and IAM, which the hooks check once. */
+    aws: AwsStandIn;
+    google: GoogleStandIns;
   }
 > {
   const tmp = await Deno.makeTempDir({ prefix: "long-job-" });
@@ -40,7 +43,11 @@ export async function longJob(): Promise<
   await Deno.writeTextFile(log, "");
   // The job's process (the agent's bootstrap): the refresher ends when it is gone.
   const job = new Deno.Command("sleep", { args: ["600"], stdout: "null", stderr: "null" }).spawn();
+  const aws = startAwsStandIn({ lifetimeSeconds: 3600 });
+  const google = startGoogleStandIns({ lifetimeSeconds: 3600 });
   return {
+    aws,
+    google,
     tmp,
     work,
     log,
@@ -54,6 +61,8 @@ export async function longJob(): Promise<
       BUILDKITE_PIPELINE_SLUG: "deploy",
       BUILDKITE_BUILD_NUMBER: "42",
       BUILDKITE_STEP_KEY: "deploy",
+      AWS_ENDPOINT_URL_STS: aws.url,
+      TOKEN_EXCHANGE_GOOGLE_IAM_URL: `${google.origin}/v1`,
     },
     entryDir: (entry = 1) => `${tmp}/token-exchange-${JOB}/${entry}`,
     async [Symbol.asyncDispose]() {
@@ -61,6 +70,8 @@ export async function longJob(): Promise<
         job.kill();
       } catch { /* already gone */ }
       await job.status;
+      await aws.close();
+      await google.close();
       // A refresher a failed test left running ends with its directory's FIFO gone or its job.
       await Deno.remove(tmp, { recursive: true });
       await Deno.remove(work, { recursive: true });
@@ -156,7 +167,14 @@ Deno.test("refresh: true replaces the entry's files before the tokens expire, si
   const pid = await refresherPid(job.entryDir());
   assert.ok(alive(pid));
   const ended = await runHooks(["pre-exit"], { options, env, path: refreshPath() });
-  assert.deepEqual([ended.code, ended.stdout, ended.stderr], [0, "", ""]);
+  // pre-exit says how often the refresher renewed, and when it last did; nothing else.
+  assert.deepEqual([ended.code, ended.stdout], [0, ""]);
+  const said =
+    /^The token refresher \(env-var FEDERATED_ACCESS_TOKEN\) renewed this entry's files (\d+) times, last at \d\d:\d\d:\d\d UTC\n$/
+      .exec(ended.stderr);
+  assert.ok(said, ended.stderr);
+  // Each renewal is one request after the hook's (the last may have been stopped before it wrote).
+  assert.ok(Number(said[1]) >= 2 && Number(said[1]) <= server.requests.length - 1, said[0]);
   assert.equal(groupAlive(pid), false, "the refresher outlived pre-exit");
   assert.deepEqual(await listTree(job.tmp), []);
 });
@@ -386,7 +404,7 @@ Deno.test("a Google and an AWS entry in one step each keep the OIDC token minted
   const google = {
     "google-credentials": true,
     audience: PROVIDER,
-    "target-audience": PROVIDER,
+    "token-endpoint": job.google.stsUrl,
   };
   const aws = { ...AWS, audience: "sts.amazonaws.com" };
   const env = { ...job.env, STANDIN_OIDC_LIFETIME: "600" };
@@ -441,7 +459,11 @@ Deno.test("two entries that would export the same variable or write the same fil
     });
   }
   await t.step("two google-credentials entries", async () => {
-    const google = { "google-credentials": true, "target-audience": PROVIDER };
+    const google = {
+      "google-credentials": true,
+      audience: PROVIDER,
+      "token-endpoint": job.google.stsUrl,
+    };
     assert.equal((await run(google)).code, 0);
     const result = await run(google);
     assert.deepEqual([result.code, result.stderr], [
@@ -465,12 +487,12 @@ Deno.test("whole-job options' mistakes are exit 2 naming the option", async (t) 
     [
       "aws-role-arn with a token endpoint",
       { "aws-role-arn": role, "token-endpoint": "https://sts.example.com/token" },
-      "token-endpoint has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove token-endpoint",
+      "token-endpoint has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove token-endpoint",
     ],
     [
       "aws-role-arn with token-file",
       { "aws-role-arn": role, "token-file": true },
-      "token-file has no use with aws-role-arn, which makes no exchange (the AWS tools call AssumeRoleWithWebIdentity themselves): remove token-file",
+      "token-file has no use with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves): remove token-file",
     ],
     [
       "google-credentials with env-var",
@@ -483,9 +505,9 @@ Deno.test("whole-job options' mistakes are exit 2 naming the option", async (t) 
       "Both aws-role-arn and google-credentials are set: use one plugin entry for each",
     ],
     [
-      "google-credentials without target-audience",
+      "google-credentials without the provider",
       { "google-credentials": true },
-      "google-credentials needs one target-audience, the workload identity provider's: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+      "google-credentials needs the workload identity provider: set audience to //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
     ],
     [
       "a service account that is not an email",
@@ -602,7 +624,7 @@ Deno.test("the AWS SDK gets credentials from the variables aws-role-arn exports,
     audience: "sts.amazonaws.com",
     refresh: true,
   };
-  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2", AWS_ENDPOINT_URL_STS: aws.url };
   const result = await runHooks(["environment"], { options, env, path: refreshPath() });
   assert.equal(result.code, 0, result.stderr);
   const exported = {
@@ -642,5 +664,38 @@ Deno.test("the AWS SDK gets credentials from the variables aws-role-arn exports,
     "buildkite-deploy-42-deploy",
   ]);
   await runHooks(["pre-exit"], { options, env, path: refreshPath() });
+  assert.deepEqual(await listTree(job.tmp), []);
+});
+
+Deno.test("a renewal the endpoint refuses: pre-exit shows the endpoint's error and the OIDC token's iss, sub and aud, whole", async () => {
+  await using job = await longJob();
+  await using server = startTokenEndpoint((_, index) =>
+    index === 0
+      ? tokenResponse({ access_token: `issued-0-${"x".repeat(20)}`, expires_in: 3600 })
+      : oauthError(400, { error: "invalid_grant", error_description: "the trust policy changed" })
+  );
+  const options = { "token-endpoint": server.url, refresh: true, "oidc-token-file": true };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
+  const result = await runHooks(["environment"], { options, env, path: refreshPath() });
+  assert.equal(result.code, 0, result.stderr);
+  await eventually("a refused renewal", () => server.requests.length >= 2);
+  await eventually(
+    "its error recorded",
+    async () => (await readOrEmpty(`${job.entryDir()}/refresher.error`)) !== "",
+  );
+  const ended = await runHooks(["pre-exit"], { options, env, path: refreshPath() });
+  const [warning, claims, status] = ended.stderr.split("\n");
+  assert.equal(
+    warning,
+    '⚠️ The token refresher (env-var FEDERATED_ACCESS_TOKEN) failed: Token endpoint refused the exchange: HTTP 400, error "invalid_grant": "the trust policy changed"; check that the endpoint\'s trust policy accepts the token\'s iss, sub and aud below',
+  );
+  assert.match(
+    claims ?? "",
+    /^ {3}Buildkite OIDC token: iss="https:\/\/agent\.buildkite\.com" sub="organization:acme:pipeline:deploy:ref:refs\/heads\/main:commit:[0-9a-f]+:step:deploy" aud="buildkite"$/,
+  );
+  assert.match(
+    status ?? "",
+    /^The token refresher \(env-var FEDERATED_ACCESS_TOKEN\) renewed nothing/,
+  );
   assert.deepEqual(await listTree(job.tmp), []);
 });

@@ -54,7 +54,9 @@ function buildkiteClaims(organization: string, pipeline: string): Record<string,
 
 Deno.test("docs/recipes.md has a recipe for each provider and shows how to use the token", () => {
   assert.deepEqual(headings(RECIPES, 2), [
+    "AWS",
     "Google Cloud Workload Identity Federation",
+    "Kubernetes",
     "Dex",
     "Keycloak",
     "Okta",
@@ -76,6 +78,12 @@ Deno.test("docs/recipes.md has a recipe for each provider and shows how to use t
       "--access-token-file",
       "tokenFile",
       "token-file: true",
+      "google-credentials: true",
+      "service-account:",
+      "agent.buildkite.com:sub",
+      "StringLike",
+      "kubernetes-server:",
+      "ca-file:",
       "FEDERATED_ACCESS_TOKEN_FILE",
     ]
   ) {
@@ -145,8 +153,6 @@ Deno.test("the Google attribute mapping keeps google.subject within Google's 127
   const subject = mapping.split(",").find((entry) => entry.startsWith("google.subject="));
   assert.ok(subject);
   const expression = subject.slice("google.subject=".length);
-  // The README's short recipe shows the same mapping.
-  assert.ok(README.replace(/\s+/g, " ").includes(`\`google.subject\` mapped to \`${expression}\``));
 
   const bytes = (organization: string, pipeline: string) =>
     new TextEncoder().encode(evaluateMapping(expression, buildkiteClaims(organization, pipeline)))
@@ -202,7 +208,7 @@ Deno.test("the Docker examples pass the token, or its file, into the container",
       }
     }
   }
-  assert.ok(checked >= 4, `only ${checked} Docker examples found`);
+  assert.ok(checked >= 3, `only ${checked} Docker examples found`);
   // The Compose file mounts the token file from the variable the plugin exports.
   const compose = blocks(RECIPES, "yaml").map((block) => parse(block)).find((y) => y?.services);
   assert.ok(

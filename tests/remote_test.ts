@@ -18,6 +18,7 @@ const CONTENT_TYPES: Record<string, string> = {
 
 /** The modules cli.ts imports, statically or with `import()`: what a run must fetch. */
 const CLI_MODULES = [
+  "_aws.ts",
   "_cli_config.ts",
   "_cli_exchange.ts",
   "_cli_flags.ts",
@@ -28,6 +29,7 @@ const CLI_MODULES = [
   "_errors.ts",
   "_exchange.ts",
   "_exec_credential.ts",
+  "_google.ts",
   "_handover.ts",
   "_http.ts",
   "_json.ts",
@@ -35,6 +37,8 @@ const CLI_MODULES = [
   "_plugin.ts",
   "_plugin_files.ts",
   "_plugin_options.ts",
+  "_plugin_providers.ts",
+  "_plugin_values.ts",
   "_redact.ts",
   "_refresh_schedule.ts",
   "_request.ts",

@@ -53,7 +53,8 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
     assert.equal(result.exported["FEDERATED_ACCESS_TOKEN"], ISSUED_TOKEN);
     // One start of deno in all: nothing else (no version check, no decoding) on the way. It may
     // reach the endpoint's host, read and write the job's private directory, read the options,
-    // the client secret's variable and those that name an AWS session, and nothing else.
+    // the client secret's variable, those that name an AWS session and those that say where the
+    // AWS tools would call STS and with which credentials, and nothing else.
     const jobDir = `${result.privateDir}`;
     assert.deepEqual((await Deno.readTextFile(`${bin}/args`)).trimEnd().split("\n"), [
       "run",
@@ -65,7 +66,7 @@ Deno.test("with deno on PATH, the hook starts deno once, to run cli.ts with the 
       `--allow-read=${jobDir}`,
       `--allow-write=${jobDir}`,
       "--allow-sys=uid,gid",
-      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,NO_PROXY,no_proxy,HOME,BUILDKITE_JOB_ID,BUILDKITE_PIPELINE_SLUG,BUILDKITE_BUILD_NUMBER,BUILDKITE_STEP_KEY,BUILDKITE_TIMEOUT,TOKEN_EXCHANGE_GOOGLE_IAM_URL,STS_SECRET",
+      "--allow-env=BUILDKITE_PLUGIN_TOKEN_EXCHANGE_*,NO_PROXY,no_proxy,HOME,BUILDKITE_JOB_ID,BUILDKITE_PIPELINE_SLUG,BUILDKITE_BUILD_NUMBER,BUILDKITE_STEP_KEY,BUILDKITE_TIMEOUT,TOKEN_EXCHANGE_GOOGLE_IAM_URL,AWS_ENDPOINT_URL_STS,AWS_ENDPOINT_URL,AWS_REGION,AWS_DEFAULT_REGION,AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_SESSION_TOKEN,AWS_PROFILE,AWS_DEFAULT_PROFILE,STS_SECRET",
       `${PLUGIN_DIR}/cli.ts`,
       "--plugin",
       "hook",
