@@ -51,7 +51,19 @@ export interface VaultLoginOptions extends HttpOptions {
   namespace?: string;
 }
 
-/** What Vault's login gives: a token, and how long it lives. */
+/**
+ * What Vault's login gives: a token, and how long it lives.
+ *
+ * @see {@link https://developer.hashicorp.com/vault/api-docs/auth/jwt#jwt-login}
+ *
+ * @example When the token expires
+ * ```ts
+ * import type { VaultToken } from "@equinixmetal/token-exchange";
+ *
+ * const token: VaultToken = { clientToken: "hvs.CAESI-the-token", leaseDuration: 1200 };
+ * const expiresAt = new Date(Date.now() + (token.leaseDuration ?? 0) * 1000);
+ * ```
+ */
 export interface VaultToken {
   /** `auth.client_token`, the Vault token. */
   clientToken: string;
@@ -347,6 +359,7 @@ export interface RevokeTokenOptions extends HttpOptions {
  * @see {@link https://www.rfc-editor.org/rfc/rfc7009}
  *
  * @param options The endpoint, the token, the client, and how to send the request.
+ * @returns Once the server has answered HTTP 200.
  * @throws {TypeError} If an option is malformed (before anything is sent).
  * @throws {OAuthError} When the server refuses with an OAuth error response.
  * @throws {TokenExchangeError} For every other failure; its `code` says which.
@@ -442,6 +455,7 @@ function statusFailure(
  * @see {@link https://developer.hashicorp.com/vault/api-docs/auth/token#revoke-a-token-self}
  *
  * @param options Vault's address, the token, the namespace, and how to send the request.
+ * @returns Once Vault has revoked it.
  * @throws {HttpStatusError} When Vault refuses, with its `errors`.
  * @throws {TokenExchangeError} For every other failure.
  *
@@ -458,6 +472,8 @@ export function revokeVaultToken(options: RevokeVaultTokenOptions): Promise<void
 
 /**
  * Options for {@linkcode revokeVaultToken}.
+ *
+ * @see {@link https://developer.hashicorp.com/vault/api-docs/auth/token#revoke-a-token-self}
  *
  * @example The token of a login in a namespace
  * ```ts
@@ -514,6 +530,7 @@ export async function revokeAtVault(
  *
  * @param options The token, the GitHub API (for GitHub Enterprise Server), and how to send the
  *   request.
+ * @returns Once GitHub has revoked it.
  * @throws {HttpStatusError} When GitHub refuses.
  * @throws {TokenExchangeError} For every other failure.
  *
@@ -530,6 +547,8 @@ export function revokeGitHubToken(options: RevokeGitHubTokenOptions): Promise<vo
 
 /**
  * Options for {@linkcode revokeGitHubToken}.
+ *
+ * @see {@link https://docs.github.com/en/rest/apps/installations#revoke-an-installation-access-token}
  *
  * @example A token of GitHub Enterprise Server
  * ```ts
