@@ -20,7 +20,7 @@
  * assert.match(VERSION, /^\d+\.\d+\.\d+/);
  * ```
  */
-export const VERSION: string = "2.0.0";
+export const VERSION: string = "2.1.0";
 
 /** The `User-Agent` sent with every request. */
 export const USER_AGENT: string = `token-exchange/${VERSION}`;
