@@ -41,14 +41,13 @@ import {
   exportsOf,
   firstUrl,
   header,
-  modeOption,
   type Plan,
   plan,
   redactable,
   requests,
   type Tokens,
 } from "./_plugin_modes.ts";
-import { type PluginConfig, readPluginConfig } from "./_plugin_options.ts";
+import { MODE_OPTIONS, type PluginConfig, readPluginConfig } from "./_plugin_options.ts";
 import { REVOKE_FILE, type RevokeRecord, revokeRecord, revokeRecorded } from "./_plugin_revoke.ts";
 import { oneLine } from "./_redact.ts";
 import {
@@ -183,7 +182,7 @@ function checkConflicts(config: PluginConfig, entry: Plan, others: readonly Entr
         ? "give each entry its own env-var"
         : config.oidcTokenVar === shared
         ? "give each entry its own oidc-token-file variable"
-        : `use one ${modeOption(config)} entry per step`;
+        : `use one ${MODE_OPTIONS[config.mode]} entry per step`;
       throw new UsageError(`This entry would export ${shared}, which ${named} exports: ${fix}`);
     }
     if (path !== undefined && other.files.some((file) => file.path === path)) {

@@ -110,18 +110,6 @@ export function plan(config: PluginConfig): Plan {
   return { label, exports, secrets };
 }
 
-/** The option to name when two entries of one step would export the same variable. */
-export function modeOption(config: PluginConfig): string {
-  return {
-    exchange: "token-endpoint",
-    aws: "aws-role-arn",
-    google: "google-credentials",
-    azure: "azure-client-id",
-    vault: "vault-addr",
-    github: "github-token-scope",
-  }[config.mode];
-}
-
 /** The log section's header. */
 export function header(config: PluginConfig): string {
   switch (config.mode) {

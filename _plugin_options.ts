@@ -140,8 +140,8 @@ const NEEDS: Readonly<Record<string, string>> = {
   "kubernetes-ca": "kubernetes-server",
 };
 
-/** The option that chooses each hand-over mode, for the message about an option of that mode. */
-const MODE_OPTIONS: Readonly<Record<Mode, string>> = {
+/** The option that chooses each mode, for the messages about an option of that mode. */
+export const MODE_OPTIONS: Readonly<Record<Mode, string>> = {
   exchange: "token-endpoint",
   aws: "aws-role-arn",
   google: "google-credentials",
