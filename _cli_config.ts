@@ -18,6 +18,7 @@ import {
   checkParameters,
   type ClientAuthMethod,
   type ExchangeParameters,
+  type GrantType,
   type ParameterLabel,
   type TokenExchangeParameters,
 } from "./_request.ts";
@@ -53,6 +54,8 @@ export interface CliConfig {
   clientSecret: string | undefined;
   clientSecretEnv: string | undefined;
   clientAuth: ClientAuthMethod;
+  /** The grant: RFC 8693 token exchange (the default), RFC 7523's JWT bearer, client credentials. */
+  grantType: GrantType;
   /** Per-attempt timeout in milliseconds. */
   timeout: number;
   retries: number;
@@ -97,7 +100,16 @@ export function parseCommandLine(args: readonly string[], env: Env): CliCommand 
 export function readConfig(options: OptionValues, plugin = false): CliConfig {
   const debug = options.boolean("debug");
   const format = options.oneOf("format", ["token", "json", "kubernetes"] as const, "token");
-  const clientAuth = options.oneOf("client-auth", ["basic", "post"] as const, "basic");
+  const clientAuth = options.oneOf(
+    "client-auth",
+    ["basic", "post", "assertion"] as const,
+    "basic",
+  );
+  const grantType = options.oneOf(
+    "grant-type",
+    ["token-exchange", "jwt-bearer", "client-credentials"] as const,
+    "token-exchange",
+  );
   const { tokenEndpoint, issuer, plugin: named } = readEndpoint(options, plugin);
   const timeout = readTimeout(options);
   const retries = readRetries(options);
@@ -120,11 +132,20 @@ export function readConfig(options: OptionValues, plugin = false): CliConfig {
     extraParameters,
     ...client,
     clientAuth,
+    grantType,
     timeout,
     retries,
     caFile: options.string("ca-file")?.value,
     names: options.names(named),
   };
+  const subjectTokenType = options.string("subject-token-type");
+  if (grantType !== "token-exchange" && subjectTokenType !== undefined) {
+    throw new UsageError(
+      `${subjectTokenType.from} has no use with ${
+        labelOf(config, "grant-type")
+      } ${grantType}, which sends no subject_token: remove it`,
+    );
+  }
   // Whatever else the library would refuse, refuse it now, before any token is requested, with
   // the library's own check.
   try {
@@ -307,6 +328,7 @@ const PARAMETER_FLAGS: Partial<Record<keyof TokenExchangeParameters, string>> = 
   clientId: "client-id",
   clientSecret: "client-secret-env",
   clientAuth: "client-auth",
+  grantType: "grant-type",
 };
 
 /** How the library's messages name each parameter in this run: as the option the user set. */
@@ -340,5 +362,6 @@ export function exchangeParameters(config: CliConfig): ExchangeParameters {
     clientId: config.clientId,
     clientSecret: config.clientSecret,
     clientAuth: config.clientAuth,
+    grantType: config.grantType,
   };
 }

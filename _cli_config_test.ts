@@ -104,6 +104,7 @@ Deno.test("parseCommandLine() reads every option from BUILDKITE_PLUGIN_TOKEN_EXC
     timeout: 2500,
     retries: 0,
     caFile: "/etc/ssl/internal-ca.pem",
+    grantType: "token-exchange",
     names: {
       fromVariable: [
         "debug",
@@ -292,13 +293,13 @@ const USAGE_ERRORS: [string, string[], Record<string, string>, string][] = [
     "an unknown client auth",
     ["--token-endpoint", url, "--client-auth", "jwt"],
     {},
-    '--client-auth is "jwt": use basic or post',
+    '--client-auth is "jwt": use basic, post or assertion',
   ],
   [
     "an unknown format",
     ["--token-endpoint", url, "--format", "yaml"],
     {},
-    '--format is "yaml": use token or json or kubernetes',
+    '--format is "yaml": use token, json or kubernetes',
   ],
   [
     "a non-boolean debug",
@@ -429,7 +430,7 @@ const USAGE_ERRORS: [string, string[], Record<string, string>, string][] = [
     "an unknown subject token source",
     ["--token-endpoint", url, "--subject-token-source", "jenkins"],
     {},
-    '--subject-token-source is "jenkins": use buildkite or github-actions or gitlab',
+    '--subject-token-source is "jenkins": use buildkite, github-actions or gitlab',
   ],
   [
     "gitlab without a variable",
@@ -656,7 +657,7 @@ Deno.test("parseCommandLine() reads KUBERNETES_EXEC_INFO for --format kubernetes
   );
   assert.equal(
     usageError(["--format", "yaml"], env()),
-    '--format is "yaml": use token or json or kubernetes',
+    '--format is "yaml": use token, json or kubernetes',
   );
 });
 

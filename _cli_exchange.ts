@@ -146,12 +146,14 @@ export async function explainToken(
  * @param config The run's configuration.
  * @param subjectToken The subject token.
  * @param session The run's session.
+ * @param onRevocationEndpoint Receives the issuer's revocation endpoint, when discovery finds one.
  * @returns The endpoint's response.
  */
 export async function exchangeFor(
   config: CliConfig,
   subjectToken: string,
   session: Session,
+  onRevocationEndpoint?: (url: URL) => void,
 ): Promise<TokenExchangeResponse> {
   const { http, debug } = session;
   let tokenEndpoint = config.tokenEndpoint;
@@ -161,7 +163,7 @@ export async function exchangeFor(
       tokenEndpoint: labelOf(config, "token-endpoint"),
       issuer: labelOf(config, "issuer"),
     };
-    tokenEndpoint = await discover(config.issuer!, { ...http, names });
+    tokenEndpoint = await discover(config.issuer!, { ...http, names, onRevocationEndpoint });
   }
   const result = await exchange({
     ...exchangeParameters(config),

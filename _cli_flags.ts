@@ -117,8 +117,16 @@ export const FLAGS: Readonly<Record<string, FlagSpec>> = {
   "client-auth": {
     kind: "string",
     env: "CLIENT_AUTH",
-    arg: "basic|post",
-    help: "how the client secret is sent [default: basic]",
+    arg: "HOW",
+    help:
+      "basic or post (the client secret), or assertion (the subject token, RFC 7523) [default: basic]",
+  },
+  "grant-type": {
+    kind: "string",
+    env: "GRANT_TYPE",
+    arg: "GRANT",
+    help:
+      "token-exchange (RFC 8693), jwt-bearer (RFC 7523) or client-credentials [default: token-exchange]",
   },
   timeout: {
     kind: "string",
@@ -433,7 +441,8 @@ export class OptionValues {
     const source = this.string(name);
     if (source === undefined) return fallback;
     if (!allowed.includes(source.value as T)) {
-      throw new UsageError(`${source.from} is "${source.value}": use ${allowed.join(" or ")}`);
+      const choices = `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`;
+      throw new UsageError(`${source.from} is "${source.value}": use ${choices}`);
     }
     return source.value as T;
   }

@@ -20,7 +20,7 @@
  * assert.match(VERSION, /^\d+\.\d+\.\d+/);
  * ```
  */
-export const VERSION: string = "2.0.0";
+export const VERSION: string = "2.1.0";
 
 /** The `User-Agent` sent with every request. */
 export const USER_AGENT: string = `token-exchange/${VERSION}`;
@@ -47,6 +47,13 @@ export const USER_AGENT: string = `token-exchange/${VERSION}`;
  * ```
  */
 export const GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/** The grant type of RFC 7523 §2.1: a JWT as an authorization grant (`assertion`). */
+export const GRANT_TYPE_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/** The client assertion type of RFC 7523 §2.2: a JWT that authenticates the client. */
+export const CLIENT_ASSERTION_TYPE_JWT_BEARER =
+  "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /**
  * Token type identifiers (RFC 8693 §3), for `subjectTokenType`, `actorTokenType` and

@@ -146,6 +146,11 @@ export function discoverTokenEndpoint(
 export interface DiscoveryInternals {
   /** The names of the token endpoint and issuer options. */
   names?: { tokenEndpoint: string; issuer: string };
+  /**
+   * Receives the metadata's `revocation_endpoint` (RFC 8414 §2) when it names one on the issuer's
+   * host, with the same scheme rule as the token endpoint; never one elsewhere.
+   */
+  onRevocationEndpoint?: (url: URL) => void;
 }
 
 const PLUGIN_NAMES = { tokenEndpoint: "token-endpoint", issuer: "issuer" };
@@ -177,6 +182,16 @@ export async function discover(
       );
     }
     options.onDebug?.(`Discovery: token endpoint is ${summarise(tokenEndpoint.href)}`);
+    const revocation = result.metadata.revocation_endpoint;
+    if (options.onRevocationEndpoint !== undefined && typeof revocation === "string") {
+      try {
+        const url = parseSecureUrl(revocation, "Discovered revocation endpoint");
+        const sameScheme = issuerUrl.protocol !== "https:" || url.protocol === "https:";
+        if (url.host === issuerUrl.host && sameScheme) options.onRevocationEndpoint(url);
+      } catch {
+        // Not one to send a token to: as if the metadata named none.
+      }
+    }
     return tokenEndpoint;
   }
   throw new DiscoveryError(

@@ -264,3 +264,23 @@ Deno.test("discover() gives up at the run's deadline, whatever a hostile issuer 
   assert.ok(hostile.elapsed() <= budget, `${hostile.elapsed()} ms`);
   assert.equal(budget, 70_000);
 });
+
+Deno.test("discover() hands over the metadata's revocation_endpoint only when it is on the issuer's host", async () => {
+  let revocation = "";
+  await using server = startTokenEndpoint(() =>
+    Response.json({
+      issuer: server.origin,
+      token_endpoint: `${server.origin}/token`,
+      revocation_endpoint: revocation,
+    })
+  );
+  const found = async (named: string) => {
+    revocation = named;
+    let url: URL | undefined;
+    await discover(server.origin, { onRevocationEndpoint: (u) => (url = u) });
+    return url?.href;
+  };
+  assert.equal(await found(`${server.origin}/revoke`), `${server.origin}/revoke`);
+  assert.equal(await found("https://elsewhere.example.com/revoke"), undefined);
+  assert.equal(await found("not a url"), undefined);
+});

@@ -31,7 +31,13 @@ import { processResponse, type TokenExchangeResponse } from "./_response.ts";
 export interface ExchangeTokenOptions extends TokenExchangeParameters, HttpOptions {}
 
 /** Form fields whose values are never shown. */
-const SECRET_FIELDS = new Set(["subject_token", "actor_token", "client_secret"]);
+const SECRET_FIELDS = new Set([
+  "subject_token",
+  "actor_token",
+  "client_secret",
+  "assertion",
+  "client_assertion",
+]);
 
 /** Describes the form for debug output, with every secret replaced by its length. */
 export function describeForm(body: URLSearchParams): string {
@@ -130,5 +136,10 @@ export async function exchange(
     "Token endpoint",
     options,
   );
-  return processResponse(response, { secrets, onDebug: debug, attempts });
+  return processResponse(response, {
+    secrets,
+    onDebug: debug,
+    attempts,
+    otherGrant: (options.grantType ?? "token-exchange") !== "token-exchange",
+  });
 }

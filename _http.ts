@@ -300,9 +300,9 @@ function unreachable(what: string, target: string, cause: string): string {
     case "invalid":
       return `${what} "${target}" presented a certificate that is not valid (${cause})`;
     default:
-      // "token endpoint", "issuer"; a name such as "AWS STS" or "Google IAM" stays as it is.
+      // "token endpoint", "issuer"; a name such as "AWS STS", "Vault" or "Google IAM" stays.
       return `Cannot reach ${
-        /^[A-Z][a-z]*(?: [a-z]+)*$/.test(what) ? what[0]!.toLowerCase() + what.slice(1) : what
+        /^(?:Token|Issuer|Revocation)\b/.test(what) ? what[0]!.toLowerCase() + what.slice(1) : what
       } "${target}": ${cause}`;
   }
 }

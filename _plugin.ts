@@ -1,27 +1,21 @@
 // The plugin's engine: what the hooks start (`cli.ts --plugin …`) to do everything but launch. It
-// reads and checks the options, gets the OIDC token the agent printed on stdin, exchanges it (or
-// not, for AWS and Google), writes every file, and tells the hooks what to hand to the redactor,
-// what to export and when to renew, in lines on stdout (docs/cli.md lists them). Three runs:
+// reads and checks the options, gets the OIDC token the agent printed on stdin, trades it as the
+// mode says (_plugin_modes.ts), writes every file, and tells the hooks what to hand to the
+// redactor, what to export and when to renew, in lines on stdout (docs/cli.md lists them). Three
+// runs:
 //
 //   hook JOB_DIR OPTIONS AGENT_ARG…     the environment or pre-command hook's
 //   renew ENTRY_DIR OPTIONS AGENT_ARG…  the refresher's, once a renewal is due
-//   cleanup ENTRY_DIR                   pre-exit's, for a token-file outside the entry's directory
+//   cleanup ENTRY_DIR                   pre-exit's: revokes the entry's token (revoke), and removes
+//                                       a token-file outside the entry's directory
 //
 // OPTIONS names the BUILDKITE_PLUGIN_TOKEN_EXCHANGE_* variables that are set (comma-separated),
 // and AGENT_ARG… are the arguments the hook gave `buildkite-agent`, which must be the ones the
 // options say. Unlike the library, this module uses Deno APIs.
 
-import { assumeRoleWithWebIdentity, type AwsCredentials } from "./_aws.ts";
-import {
-  exchangeFor,
-  explainToken,
-  failureLines,
-  openSession,
-  readPemFile,
-} from "./_cli_exchange.ts";
+import { explainToken, failureLines, openSession, readPemFile } from "./_cli_exchange.ts";
 import { type Env, UsageError } from "./_cli_flags.ts";
-import { checkGoogle } from "./_google.ts";
-import { AWS_PROFILE, awsConfigFile, googleExternalAccount, kubeconfig } from "./_handover.ts";
+import { awsConfigFile, googleExternalAccount, kubeconfig } from "./_handover.ts";
 import { decodeJwt } from "./_jwt.ts";
 import {
   checkNewFile,
@@ -41,9 +35,21 @@ import {
   replaceFile,
   writePrivateFile,
 } from "./_plugin_files.ts";
-import { type PluginConfig, readPluginConfig } from "./_plugin_options.ts";
-import type { AwsOptions } from "./_plugin_providers.ts";
-import { oneLine, summarise } from "./_redact.ts";
+import {
+  ask,
+  checked,
+  exportsOf,
+  firstUrl,
+  header,
+  type Plan,
+  plan,
+  redactable,
+  requests,
+  type Tokens,
+} from "./_plugin_modes.ts";
+import { MODE_OPTIONS, type PluginConfig, readPluginConfig } from "./_plugin_options.ts";
+import { REVOKE_FILE, type RevokeRecord, revokeRecord, revokeRecorded } from "./_plugin_revoke.ts";
+import { oneLine } from "./_redact.ts";
 import {
   failed,
   nextRenewal,
@@ -51,7 +57,6 @@ import {
   type RefreshState,
   succeeded,
 } from "./_refresh_schedule.ts";
-import type { TokenExchangeResponse } from "./_response.ts";
 import { buildkiteAgentArgs, getSubjectToken } from "./_subject_token.ts";
 
 /** The variables the agent's own commands read its access token from. */
@@ -127,7 +132,7 @@ export async function runPlugin(args: readonly string[]): Promise<number> {
     case "renew":
       return await renew(invocation);
     case "cleanup":
-      return cleanup(invocation);
+      return await cleanup(invocation);
   }
 }
 
@@ -154,62 +159,6 @@ function readOptions(invocation: Invocation): PluginConfig {
   return config;
 }
 
-/** The variables of AWS's static credentials, which `aws-credentials: environment` exports. */
-const AWS_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
-/** What `aws-role-arn` exports for the AWS tools to assume the role themselves. */
-const AWS_WEB_IDENTITY = [
-  "AWS_ROLE_ARN",
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_ROLE_SESSION_NAME",
-  "AWS_CONFIG_FILE",
-  "AWS_PROFILE",
-];
-/**
- * Variables of the agent's environment with which the AWS tools would use other credentials than
- * the role's: `aws-role-arn` unsets them (AWS_DEFAULT_PROFILE is the old CLI's AWS_PROFILE).
- */
-const AWS_AMBIENT = [...AWS_KEYS, "AWS_PROFILE", "AWS_DEFAULT_PROFILE"];
-
-/** What an entry exports and writes, worked out before anything is asked for. */
-interface Plan {
-  label: string;
-  exports: string[];
-  secrets: string[];
-}
-
-function plan(config: PluginConfig): Plan {
-  const exports: string[] = [];
-  const secrets: string[] = [];
-  let label: string;
-  switch (config.mode) {
-    case "exchange":
-      label = `env-var ${config.envVar}`;
-      exports.push(config.envVar, `${config.envVar}_EXPIRES_AT`);
-      secrets.push(config.envVar);
-      if (config.tokenFile !== undefined) exports.push(`${config.envVar}_FILE`);
-      if (config.kubernetes !== undefined) exports.push("KUBECONFIG");
-      break;
-    case "aws": {
-      const aws = config.aws!;
-      label = `aws-role-arn ${aws.roleArn}`;
-      if (aws.credentials === "environment") {
-        exports.push(...AWS_KEYS, "AWS_CREDENTIAL_EXPIRATION");
-        secrets.push("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN");
-      } else {
-        exports.push(...AWS_WEB_IDENTITY);
-      }
-      if (aws.region !== undefined) exports.push("AWS_REGION", "AWS_DEFAULT_REGION");
-      break;
-    }
-    case "google":
-      label = `google-credentials for ${config.google!.audience}`;
-      exports.push("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE");
-      break;
-  }
-  if (config.oidcTokenVar !== undefined) exports.push(config.oidcTokenVar);
-  return { label, exports, secrets };
-}
-
 /**
  * Two entries of one step may not export the same variable or write the same file; and the client
  * secret is never a variable that this plugin exports (a token it issued, a file's path).
@@ -229,11 +178,11 @@ function checkConflicts(config: PluginConfig, entry: Plan, others: readonly Entr
     const named = `this step's token-exchange entry ${other.number} (${other.label})`;
     const shared = entry.exports.find((name) => other.exports.includes(name));
     if (shared !== undefined) {
-      const fix = config.mode === "exchange" && shared.startsWith(config.envVar)
+      const fix = shared.startsWith(config.envVar)
         ? "give each entry its own env-var"
         : config.oidcTokenVar === shared
         ? "give each entry its own oidc-token-file variable"
-        : `use one ${config.mode === "aws" ? "aws-role-arn" : "google-credentials"} entry per step`;
+        : `use one ${MODE_OPTIONS[config.mode]} entry per step`;
       throw new UsageError(`This entry would export ${shared}, which ${named} exports: ${fix}`);
     }
     if (path !== undefined && other.files.some((file) => file.path === path)) {
@@ -244,34 +193,12 @@ function checkConflicts(config: PluginConfig, entry: Plan, others: readonly Entr
   }
 }
 
-function header(config: PluginConfig): string {
-  switch (config.mode) {
-    case "exchange":
-      return `~~~ :key: Exchanging the job's OIDC token for ${config.envVar}`;
-    case "aws":
-      return `~~~ :key: Assuming ${config.aws!.roleArn} with the job's OIDC token`;
-    case "google":
-      return `~~~ :key: Google Cloud credentials for the job's OIDC token, through ${
-        config.google!.audience
-      }`;
-  }
-}
-
 /** This process's user and group (null only on Windows, where the plugin does not run). */
 function owner(): Owner {
   return { uid: Deno.uid() ?? -1, gid: Deno.gid() ?? -1 };
 }
 
 const now = () => Math.floor(Date.now() / 1000);
-
-/** What one run obtained: the OIDC token, and what it was exchanged for. */
-interface Tokens {
-  subjectToken?: string;
-  /** The issued token, with an exchange. */
-  issued?: TokenExchangeResponse;
-  /** The role's credentials, when the hook assumed it (`aws-role-arn`). */
-  aws?: AwsCredentials;
-}
 
 /** What was obtained, for the refresher's schedule. */
 function obtained(config: PluginConfig, tokens: Tokens): Obtained {
@@ -339,6 +266,8 @@ function writeFiles(
       );
     }
   }
+  const { record } = revokeRecord(config, tokens);
+  if (record !== undefined) writePrivateFile(`${dir}/${REVOKE_FILE}`, JSON.stringify(record));
   if (records !== undefined) return { tokenPath, files };
   if (config.google !== undefined) {
     writePrivateFile(
@@ -363,124 +292,17 @@ function writeFiles(
   return { tokenPath, files };
 }
 
-/** An RFC 3339 time in UTC, to the second. */
-function rfc3339(seconds: number): string {
-  return new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
-/** What the hook exports, and the line that says so. */
-function exportsOf(
-  config: PluginConfig,
-  dir: string,
-  written: Written,
-  tokens: Tokens,
-): { variables: [string, string][]; summary: string } {
-  const variables: [string, string][] = [];
-  let summary: string;
-  let lifetime = "";
-  switch (config.mode) {
-    case "exchange": {
-      const issued = tokens.issued!;
-      variables.push([config.envVar, issued.accessToken]);
-      summary = config.envVar;
-      if (written.tokenPath !== undefined) {
-        variables.push([`${config.envVar}_FILE`, written.tokenPath]);
-        summary += ` and ${config.envVar}_FILE (${written.tokenPath})`;
-      }
-      if (config.kubernetes !== undefined) {
-        variables.push(["KUBECONFIG", `${dir}/kubeconfig`]);
-        summary += `, KUBECONFIG (for ${config.kubernetes.server.origin})`;
-      }
-      const expiresIn = issued.expiresIn;
-      if (expiresIn !== undefined) {
-        variables.push([`${config.envVar}_EXPIRES_AT`, rfc3339(now() + Math.floor(expiresIn))]);
-        lifetime = expiresIn >= 120
-          ? ` (expires in ${Math.floor(expiresIn / 60)} min)`
-          : ` (expires in ${Math.floor(expiresIn)} s)`;
-      }
-      break;
-    }
-    case "aws":
-      summary = awsExports(config.aws!, dir, tokens.aws!, variables);
-      break;
-    case "google": {
-      const file = `${dir}/google-credentials.json`;
-      variables.push(
-        ["GOOGLE_APPLICATION_CREDENTIALS", file],
-        ["CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", file],
-      );
-      summary =
-        `GOOGLE_APPLICATION_CREDENTIALS and CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE (${file})`;
-      break;
-    }
-  }
-  if (config.oidcTokenVar !== undefined) {
-    variables.push([config.oidcTokenVar, `${dir}/oidc-token`]);
-    summary += `, ${config.oidcTokenVar}`;
-  }
-  if (config.refresh) summary += "; kept fresh until the job ends";
-  return { variables, summary: `Exported ${summary}${lifetime}` };
-}
-
-/** What `aws-role-arn` exports (into `variables`), and the line's words for them. */
-function awsExports(
-  aws: AwsOptions,
-  dir: string,
-  credentials: AwsCredentials,
-  variables: [string, string][],
-): string {
-  let summary: string;
-  if (aws.credentials === "environment") {
-    variables.push(
-      ["AWS_ACCESS_KEY_ID", credentials.accessKeyId],
-      ["AWS_SECRET_ACCESS_KEY", credentials.secretAccessKey],
-      ["AWS_SESSION_TOKEN", credentials.sessionToken],
-      ["AWS_CREDENTIAL_EXPIRATION", credentials.expiration],
-    );
-    summary =
-      `AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (until ${credentials.expiration})`;
-  } else {
-    variables.push(
-      ["AWS_ROLE_ARN", aws.roleArn],
-      ["AWS_WEB_IDENTITY_TOKEN_FILE", `${dir}/oidc-token`],
-      ["AWS_ROLE_SESSION_NAME", aws.sessionName],
-      ["AWS_CONFIG_FILE", `${dir}/aws-config`],
-      ["AWS_PROFILE", AWS_PROFILE],
-    );
-    summary =
-      `AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_SESSION_NAME (${aws.sessionName}), AWS_CONFIG_FILE and AWS_PROFILE (${AWS_PROFILE}, this job's)`;
-  }
-  if (aws.region !== undefined) {
-    variables.push(["AWS_REGION", aws.region], ["AWS_DEFAULT_REGION", aws.region]);
-    summary += `, AWS_REGION and AWS_DEFAULT_REGION (${aws.region})`;
-  }
-  return summary;
-}
-
 /** Hands the tokens just obtained to the redactor, the issued ones first. */
 function redactTokens(config: PluginConfig, tokens: Tokens) {
   if (!config.redact) return;
-  if (tokens.issued !== undefined) hooks.line("redact", tokens.issued.accessToken);
-  if (tokens.aws !== undefined && config.aws?.credentials === "environment") {
-    hooks.line("redact", tokens.aws.secretAccessKey);
-    hooks.line("redact", tokens.aws.sessionToken);
-  }
-  if (config.keepsOidcToken) hooks.line("redact", tokens.subjectToken!);
-}
-
-/** The first URL a run requests: the token endpoint (or issuer), AWS STS or Google's STS. */
-function firstUrl(config: PluginConfig): URL {
-  if (config.exchange !== undefined) {
-    return config.exchange.tokenEndpoint ?? config.exchange.issuer!;
-  }
-  return config.aws?.stsUrl ?? new URL(config.google!.tokenUrl);
+  for (const secret of redactable(config, tokens)) hooks.line("redact", secret);
 }
 
 /**
- * Gets the OIDC token the agent printed, and exchanges it if this entry exchanges; in the hook
- * (`check`), assumes the AWS role or makes Google's exchange with it once, so that a trust policy
- * that does not match fails the job here. `onToken` runs once the OIDC token is there (the hook
- * starts the redactor then).
+ * Gets the OIDC token the agent printed, and trades it as the mode says (in the hook, `check`,
+ * with the one check of an AWS role, Google's exchange or an Entra federated credential, so that a
+ * trust policy that does not match fails the job here). `onToken` runs once the OIDC token is there
+ * (the hook starts the redactor then).
  */
 async function obtain(
   config: PluginConfig,
@@ -489,7 +311,7 @@ async function obtain(
   check: boolean,
   onToken?: () => void,
 ): Promise<void> {
-  using session = config.exchange !== undefined || check
+  using session = requests(config, check)
     ? openSession(config.http, firstUrl(config), debug)
     : undefined;
   tokens.subjectToken = await getSubjectToken(config.source, {}, env);
@@ -498,19 +320,7 @@ async function obtain(
   await explainToken(session, config.source, tokens.subjectToken, [
     config.exchange?.clientSecret,
   ]);
-  if (config.exchange !== undefined) {
-    tokens.issued = await exchangeFor(config.exchange, tokens.subjectToken, session);
-  } else if (config.aws !== undefined) {
-    tokens.aws = await assumeRoleWithWebIdentity({
-      stsUrl: config.aws.stsUrl,
-      roleArn: config.aws.roleArn,
-      sessionName: config.aws.sessionName,
-      durationSeconds: config.aws.durationSeconds,
-      webIdentityToken: tokens.subjectToken,
-    }, session.http);
-  } else {
-    await checkGoogle(config.google!, tokens.subjectToken, session.http);
-  }
+  await ask(config, tokens, session, check);
 }
 
 /**
@@ -568,11 +378,15 @@ async function hook(invocation: Invocation): Promise<number> {
       tokens,
       inputs.kubernetesCa,
     );
-    const { variables, summary } = exportsOf(config, dir, written, tokens);
+    const { variables, summary } = exportsOf(config, dir, written.tokenPath, tokens, now());
     hooks.line("entry", dir);
     for (const [name, value] of variables) hooks.line("export", `${name}=${value}`);
     if (manifest.refresh !== undefined) handOver(config, entry, others, manifest.refresh);
-    sayChecked(config, entry, tokens);
+    const { lines, unset } = checked(config, entry, tokens, env);
+    for (const name of unset) hooks.line("drop", name);
+    for (const line of lines) hooks.line("say", line);
+    const revocation = revokeRecord(config, tokens);
+    if (revocation.warning !== undefined) hooks.line("warn", revocation.warning);
     hooks.line("say", summary);
     hooks.line("ok");
     return 0;
@@ -586,39 +400,6 @@ async function hook(invocation: Invocation): Promise<number> {
       ? "Token exchange failed: "
       : "";
     return hooks.fail(error instanceof UsageError ? 2 : 1, `${what}${first}`, more);
-  }
-}
-
-/**
- * What the hook checked with the provider, and the AWS credentials of the agent's environment it
- * unset (which the AWS tools would use before the role's).
- */
-function sayChecked(config: PluginConfig, entry: Plan, tokens: Tokens): void {
-  if (config.aws !== undefined) {
-    // The ARN is STS's: masked, in case it echoes the OIDC token.
-    const arn = summarise(tokens.aws!.assumedRoleArn, [tokens.subjectToken!]);
-    hooks.line("say", `Assumed ${arn}: its trust policy accepts this job`);
-    // Those this entry exports anyway are replaced, not unset.
-    const ambient = AWS_AMBIENT.filter((name) =>
-      env(name) !== undefined && !entry.exports.includes(name)
-    );
-    for (const name of ambient) hooks.line("drop", name);
-    if (ambient.length > 0) {
-      hooks.line(
-        "say",
-        `Unset ${
-          ambient.join(", ")
-        } of the agent's environment, with which the AWS tools would not use the role`,
-      );
-    }
-  } else if (config.google !== undefined) {
-    const impersonated = config.google.serviceAccount === undefined
-      ? ""
-      : `, and ${config.google.serviceAccount} lets it impersonate it`;
-    hooks.line(
-      "say",
-      `Google's STS accepts this job's OIDC token for ${config.google.audience}${impersonated}`,
-    );
   }
 }
 
@@ -754,6 +535,16 @@ function removeIfThere(path: string): void {
   }
 }
 
+/** What the hook recorded for pre-exit to revoke (a regular file of the entry's), if anything. */
+function readRevokeRecord(dir: string): RevokeRecord | undefined {
+  try {
+    if (!Deno.lstatSync(`${dir}/${REVOKE_FILE}`).isFile) return undefined;
+    return JSON.parse(Deno.readTextFileSync(`${dir}/${REVOKE_FILE}`)) as RevokeRecord;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The refresher ends, and pre-exit will say why (the last failure, if there was one). */
 function stop(dir: string, reason: string, manifest = readManifest(dir)): number {
   try {
@@ -765,7 +556,13 @@ function stop(dir: string, reason: string, manifest = readManifest(dir)): number
   return 0;
 }
 
-function cleanup(invocation: Invocation): number {
+async function cleanup(invocation: Invocation): Promise<number> {
+  const record = readRevokeRecord(invocation.dir);
+  if (record !== undefined) {
+    const warning = await revokeRecorded(record, env);
+    if (warning !== undefined) hooks.line("warn", warning);
+    removeIfThere(`${invocation.dir}/${REVOKE_FILE}`);
+  }
   for (const file of readManifest(invocation.dir)?.files ?? []) {
     if (!removeFile(file)) {
       hooks.line(

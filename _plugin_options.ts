@@ -17,13 +17,22 @@ import {
 import {
   AWS_AUDIENCE,
   type AwsOptions,
+  AZURE_AUDIENCE,
+  type AzureOptions,
+  type GitHubOptions,
   type GoogleOptions,
   type KubernetesOptions,
+  OCTO_STS_AUDIENCE,
   readAws,
+  readAzure,
+  readGitHub,
   readGoogle,
   readKubernetes,
   readSessionTags,
+  readVault,
+  type VaultOptions,
 } from "./_plugin_providers.ts";
+import { parseSingleHostUrl } from "./_url.ts";
 import { type PluginContext, resolvePath, shown } from "./_plugin_values.ts";
 import { type BuildkiteSource, chooseSubjectTokenSource } from "./_subject_token.ts";
 
@@ -36,9 +45,17 @@ export type Mode =
   /** The OIDC token is handed to the AWS tools (`aws-role-arn`). */
   | "aws"
   /** The OIDC token is handed to Google's tools (`google-credentials`). */
-  | "google";
+  | "google"
+  /** The OIDC token is handed to Azure's tools (`azure-client-id`, `azure-tenant-id`). */
+  | "azure"
+  /** A Vault login; the Vault token is exported (`vault-addr`). */
+  | "vault"
+  /** A GitHub token from octo-sts is exported (`github-token-scope`). */
+  | "github";
 
-const ALL: readonly Mode[] = ["exchange", "aws", "google"];
+const ALL: readonly Mode[] = ["exchange", "aws", "google", "azure", "vault", "github"];
+/** The modes that export a token they obtained, with env-var, token-file and revoke. */
+export const ISSUING: readonly Mode[] = ["exchange", "vault", "github"];
 
 interface OptionSpec {
   /** A list (`NAME_0`, `NAME_1`, …, or one plain value). */
@@ -67,8 +84,9 @@ export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   "client-id": { modes: ["exchange"] },
   "client-secret-env": { modes: ["exchange"] },
   "client-auth": { modes: ["exchange"] },
-  "env-var": { modes: ["exchange"] },
-  "token-file": { modes: ["exchange"] },
+  "grant-type": { modes: ["exchange"] },
+  "env-var": { modes: ISSUING },
+  "token-file": { modes: ISSUING },
   timeout: { modes: ALL },
   retries: { modes: ALL },
   "ca-file": { modes: ALL },
@@ -89,7 +107,31 @@ export const PLUGIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   "aws-credentials": { modes: ["aws"] },
   "kubernetes-server": { modes: ["exchange"] },
   "kubernetes-ca": { modes: ["exchange"] },
+  // These choose the mode too.
+  "azure-client-id": { modes: ALL },
+  "azure-tenant-id": { modes: ALL },
+  "azure-authority-host": { modes: ["azure"] },
+  "vault-addr": { modes: ALL },
+  "vault-role": { modes: ["vault"] },
+  "vault-mount": { modes: ["vault"] },
+  "vault-namespace": { modes: ["vault"] },
+  "github-token-scope": { modes: ALL },
+  "github-token-identity": { modes: ["github"] },
+  "octo-sts-url": { modes: ["github"] },
+  "github-api-url": { modes: ["github"] },
+  revoke: { modes: ISSUING },
+  "revocation-endpoint": { modes: ["exchange"] },
 };
+
+/** The options that choose a mode other than an exchange. */
+const MODE_CHOOSERS: readonly (readonly [string, Mode])[] = [
+  ["aws-role-arn", "aws"],
+  ["google-credentials", "google"],
+  ["azure-client-id", "azure"],
+  ["azure-tenant-id", "azure"],
+  ["vault-addr", "vault"],
+  ["github-token-scope", "github"],
+];
 
 /** Options that mean something only beside another one: each names the one it needs. */
 const NEEDS: Readonly<Record<string, string>> = {
@@ -98,11 +140,14 @@ const NEEDS: Readonly<Record<string, string>> = {
   "kubernetes-ca": "kubernetes-server",
 };
 
-/** The option that chooses each hand-over mode, for the message about an option of that mode. */
-const MODE_OPTIONS: Readonly<Record<Mode, string>> = {
+/** The option that chooses each mode, for the messages about an option of that mode. */
+export const MODE_OPTIONS: Readonly<Record<Mode, string>> = {
   exchange: "token-endpoint",
   aws: "aws-role-arn",
   google: "google-credentials",
+  azure: "azure-client-id",
+  vault: "vault-addr",
+  github: "github-token-scope",
 };
 
 /** Why an option has no use in a mode, for the message. */
@@ -112,6 +157,24 @@ const MODE_REASONS: Readonly<Record<Mode, string>> = {
     "with aws-role-arn, which makes no exchange (the AWS tools assume the role with the OIDC token themselves)",
   google:
     "with google-credentials, which makes no exchange (Google's tools exchange the OIDC token themselves)",
+  azure:
+    "with azure-client-id, which makes no exchange (Azure's tools exchange the OIDC token themselves)",
+  vault: "with vault-addr, which logs in to Vault instead of making an exchange",
+  github: "with github-token-scope, which asks octo-sts instead of making an exchange",
+};
+
+/** The variable each issuing mode exports its token as, unless env-var names another. */
+const DEFAULT_ENV_VARS: Readonly<Partial<Record<Mode, string>>> = {
+  exchange: "FEDERATED_ACCESS_TOKEN",
+  vault: "VAULT_TOKEN",
+  github: "GITHUB_TOKEN",
+};
+
+/** The OIDC token's audience in each mode whose provider expects one by default. */
+const DEFAULT_AUDIENCES: Readonly<Partial<Record<Mode, string>>> = {
+  aws: AWS_AUDIENCE,
+  azure: AZURE_AUDIENCE,
+  github: OCTO_STS_AUDIENCE,
 };
 
 /** Where `token-file` writes the issued token. */
@@ -143,8 +206,13 @@ export interface PluginConfig {
   http: SessionOptions;
   aws: AwsOptions | undefined;
   google: GoogleOptions | undefined;
+  azure: AzureOptions | undefined;
+  vault: VaultOptions | undefined;
+  github: GitHubOptions | undefined;
   /** A kubeconfig of the entry's own (`kubernetes-server`), with an exchange. */
   kubernetes: KubernetesOptions | undefined;
+  /** Whether pre-exit revokes the issued token (`revoke`), and where, for an exchange. */
+  revoke: { revocationEndpoint: URL | undefined } | undefined;
 }
 
 /**
@@ -172,29 +240,24 @@ export function readPluginConfig(
   if (hook !== "environment" && hook !== "pre-command") {
     throw new UsageError(`hook is "${shown(hook)}": use environment or pre-command`);
   }
-  const google = readBoolean(options, "google-credentials", false);
-  const awsRoleArn = value("aws-role-arn");
-  if (awsRoleArn !== undefined && google) {
-    throw new UsageError(
-      "Both aws-role-arn and google-credentials are set: use one plugin entry for each",
-    );
-  }
-  const mode: Mode = awsRoleArn !== undefined ? "aws" : google ? "google" : "exchange";
-  for (const option of given) checkUse(option, mode, given);
+  const mode = chooseMode(given, options);
+  for (const option of given) checkUse(option, mode, given, value(option));
   const audience = value("audience") ?? value("buildkite-audience");
+  const defaultAudience = DEFAULT_AUDIENCES[mode];
   const source: BuildkiteSource = {
     ...buildkiteSource(options),
-    ...(mode === "aws" && audience === undefined && { audience: AWS_AUDIENCE }),
+    ...(audience === undefined && defaultAudience !== undefined && { audience: defaultAudience }),
     ...(mode === "aws" && { awsSessionTags: readSessionTags(options) }),
     stdin: true,
   };
   const oidcTokenVar = readOidcTokenVar(value("oidc-token-file"));
-  const envVar = value("env-var") ?? DEFAULT_ENV_VAR;
-  checkExportName(envVar, "env-var", DEFAULT_ENV_VAR);
+  const defaultEnvVar = DEFAULT_ENV_VARS[mode] ?? DEFAULT_ENV_VAR;
+  const envVar = value("env-var") ?? defaultEnvVar;
+  checkExportName(envVar, "env-var", defaultEnvVar);
   let tokenFile = readTokenFile(value("token-file"), context);
   const kubernetes = readKubernetes(options, context);
   // What refresh keeps fresh, and what a kubeconfig reads, is a file: the issued token's.
-  if ((refresh || kubernetes) && mode === "exchange" && tokenFile === undefined) {
+  if ((refresh || kubernetes) && ISSUING.includes(mode) && tokenFile === undefined) {
     tokenFile = { kind: "private" };
   }
   const caFile = value("ca-file");
@@ -208,6 +271,7 @@ export function readPluginConfig(
   };
   const exchange = mode === "exchange" ? readExchange(options) : undefined;
   const aws = mode === "aws" ? readAws(options, context.env, refresh) : undefined;
+  const azure = mode === "azure" ? readAzure(options) : undefined;
   return {
     mode,
     hook,
@@ -219,14 +283,80 @@ export function readPluginConfig(
     envVar,
     tokenFile,
     oidcTokenVar,
-    // The AWS and Google tools read the OIDC token from its file (unless the hook hands over keys).
-    keepsOidcToken: mode === "google" || aws?.credentials === "web-identity" ||
+    // The AWS, Google and Azure tools read the OIDC token from its file (unless the hook hands
+    // over AWS keys).
+    keepsOidcToken: mode === "google" || mode === "azure" || aws?.credentials === "web-identity" ||
       oidcTokenVar !== undefined,
     http,
     aws,
     google: mode === "google" ? readGoogle(options, audience, context.env) : undefined,
+    azure,
+    vault: mode === "vault" ? readVault(options) : undefined,
+    github: mode === "github" ? readGitHub(options, audience !== undefined) : undefined,
     kubernetes,
+    revoke: readRevoke(options, mode, exchange),
   };
+}
+
+/** The entry's mode: an exchange, unless one (and only one) mode's option is set. */
+function chooseMode(given: readonly string[], options: OptionValues): Mode {
+  const chosen = MODE_CHOOSERS.filter(([option]) =>
+    given.includes(option) &&
+    (option !== "google-credentials" || readBoolean(options, "google-credentials", false))
+  );
+  const modes = [...new Set(chosen.map(([, mode]) => mode))];
+  if (modes.length > 1) {
+    const [first, second] = chosen.filter(([, mode], i) =>
+      chosen.findIndex(([, other]) => other === mode) === i
+    );
+    throw new UsageError(
+      `Both ${first![0]} and ${second![0]} are set: use one plugin entry for each`,
+    );
+  }
+  return modes[0] ?? "exchange";
+}
+
+/**
+ * `revoke` (on by default for Vault and GitHub tokens) and `revocation-endpoint`: what pre-exit
+ * revokes, or undefined when it revokes nothing.
+ */
+function readRevoke(
+  options: OptionValues,
+  mode: Mode,
+  exchange: CliConfig | undefined,
+): PluginConfig["revoke"] {
+  const revoke = readBoolean(options, "revoke", mode === "vault" || mode === "github");
+  const endpoint = options.variable("REVOCATION_ENDPOINT");
+  if (!revoke) {
+    if (endpoint !== undefined) {
+      throw new UsageError(
+        "revocation-endpoint has no use with revoke: false: set revoke: true, or remove revocation-endpoint",
+      );
+    }
+    return undefined;
+  }
+  if (exchange === undefined) return { revocationEndpoint: undefined };
+  if (exchange.clientAuth === "assertion") {
+    throw new UsageError(
+      "revoke cannot authenticate with client-auth: assertion at the end of the job, when the OIDC token may have expired: use client-secret-env, or remove revoke",
+    );
+  }
+  if (endpoint === undefined && exchange.issuer === undefined) {
+    throw new UsageError(
+      "revoke needs revocation-endpoint (RFC 7009), or issuer, whose metadata names it: set revocation-endpoint",
+    );
+  }
+  try {
+    return {
+      revocationEndpoint: endpoint === undefined ? undefined : parseSingleHostUrl(
+        endpoint,
+        "Revocation endpoint (revocation-endpoint)",
+        "client-id and client-secret-env",
+      ),
+    };
+  } catch (error) {
+    throw new UsageError((error as TypeError).message);
+  }
 }
 
 const OFF_VALUES = ["false", "0"];
@@ -283,7 +413,12 @@ function checkOptionNames(variables: readonly string[], env: Env): string[] {
 }
 
 /** An option set in a mode where it has no use, or without the option it needs, is a mistake. */
-function checkUse(option: string, mode: Mode, given: readonly string[]): void {
+function checkUse(
+  option: string,
+  mode: Mode,
+  given: readonly string[],
+  value: string | undefined,
+): void {
   const spec = PLUGIN_OPTIONS[option]!;
   const only = spec.modes.length === 1 ? spec.modes[0]! : undefined;
   if (only !== undefined && only !== "exchange" && only !== mode) {
@@ -297,7 +432,8 @@ function checkUse(option: string, mode: Mode, given: readonly string[]): void {
   if (!spec.modes.includes(mode)) {
     throw new UsageError(`${option} has no use ${MODE_REASONS[mode]}: remove ${option}`);
   }
-  const needed = NEEDS[option];
+  // A client assertion is the OIDC token itself: it needs a client ID, not a secret.
+  const needed = option === "client-auth" && value === "assertion" ? "client-id" : NEEDS[option];
   if (needed !== undefined && !given.includes(needed)) {
     throw new UsageError(
       `${option} has no use without ${needed}: set ${needed}, or remove ${option}`,

@@ -563,3 +563,111 @@ Deno.test("docs/security.md lists every reason env-var gives for a name it refus
     assert.match(docs, row, `docs/security.md lacks "${why}" (${pattern})`);
   }
 });
+
+Deno.test("readPluginConfig() chooses Azure, Vault and GitHub modes, with their defaults, and refuses two modes at once", () => {
+  const AZURE = {
+    "azure-client-id": "5c1a7e64-8e29-4d7a-9f3a-1c6b4f0e2d11",
+    "azure-tenant-id": "contoso.onmicrosoft.com",
+  };
+  const azure = read(AZURE);
+  assert.deepEqual([azure.mode, azure.source.audience, azure.keepsOidcToken], [
+    "azure",
+    "api://AzureADTokenExchange",
+    true,
+  ]);
+  assert.deepEqual([azure.azure?.authorityHost.href, azure.azure?.authorityGiven], [
+    "https://login.microsoftonline.com/",
+    false,
+  ]);
+  const vault = read({ "vault-addr": "https://vault.example.com:8200", "vault-role": "deploy" });
+  assert.deepEqual(
+    [vault.mode, vault.envVar, vault.vault?.mount, vault.revoke, vault.source.audience],
+    ["vault", "VAULT_TOKEN", "jwt", { revocationEndpoint: undefined }, "buildkite"],
+  );
+  const github = read({ "github-token-scope": "acme/deploy", "github-token-identity": "release" });
+  assert.deepEqual(
+    [github.mode, github.envVar, github.source.audience, github.github?.apiUrl.href],
+    ["github", "GITHUB_TOKEN", "octo-sts.dev", "https://api.github.com/"],
+  );
+  assert.equal(
+    read({ "vault-addr": "https://v.example.com", "vault-role": "r", revoke: "false" }).revoke,
+    undefined,
+  );
+  const cases: [Record<string, string | string[]>, string][] = [
+    [
+      { ...AZURE, "vault-addr": "https://vault.example.com" },
+      "Both azure-client-id and vault-addr are set: use one plugin entry for each",
+    ],
+    [
+      { "azure-client-id": AZURE["azure-client-id"] },
+      "azure-client-id needs azure-tenant-id: set both, the application (client) ID and the directory (tenant) ID of the app registration or managed identity",
+    ],
+    [
+      { ...AZURE, "azure-client-id": "deploy-app" },
+      'azure-client-id is "deploy-app", not an application (client) ID: use the GUID the app registration shows, such as 00000000-0000-0000-0000-000000000000',
+    ],
+    [
+      { ...AZURE, "token-endpoint": ENDPOINT },
+      "token-endpoint has no use with azure-client-id, which makes no exchange (Azure's tools exchange the OIDC token themselves): remove token-endpoint",
+    ],
+    [
+      { "vault-addr": "https://vault.example.com" },
+      "vault-addr needs vault-role: set it to the JWT auth method's role for this pipeline",
+    ],
+    [
+      { "vault-addr": "https://vault.example.com", "vault-role": "r", "vault-mount": "../sys" },
+      'vault-mount is "../sys", not a mount path: use the JWT auth method\'s path, such as jwt or buildkite',
+    ],
+    [
+      { "vault-addr": "https://vault.example.com", "vault-role": "r", scope: "x" },
+      "scope has no use with vault-addr, which logs in to Vault instead of making an exchange: remove scope",
+    ],
+    [
+      { "github-token-scope": "acme/deploy" },
+      "github-token-scope needs github-token-identity: set it to the trust policy's name (.github/chainguard/NAME.sts.yaml)",
+    ],
+    [
+      {
+        "github-token-scope": "acme/deploy",
+        "github-token-identity": "release",
+        "octo-sts-url": "https://sts.acme.example.com",
+      },
+      "octo-sts-url needs audience: set it to the domain your octo-sts instance expects in the OIDC token's aud",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "vault-role": "r" },
+      "vault-role has no use without vault-addr: set vault-addr, or remove vault-role",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, revoke: "true" },
+      "revoke needs revocation-endpoint (RFC 7009), or issuer, whose metadata names it: set revocation-endpoint",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "revocation-endpoint": "https://sts.example.com/revoke" },
+      "revocation-endpoint has no use with revoke: false: set revoke: true, or remove revocation-endpoint",
+    ],
+    [
+      {
+        "token-endpoint": ENDPOINT,
+        "client-id": "ci",
+        "client-auth": "assertion",
+        revoke: "true",
+        "revocation-endpoint": "https://sts.example.com/revoke",
+      },
+      "revoke cannot authenticate with client-auth: assertion at the end of the job, when the OIDC token may have expired: use client-secret-env, or remove revoke",
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "grant-type": "password" },
+      'grant-type is "password": use token-exchange, jwt-bearer or client-credentials',
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "grant-type": "jwt-bearer", "target-audience": "api" },
+      'Cannot use target-audience with grant-type "jwt-bearer": it is a parameter of RFC 8693 token exchange; drop it, or send it with extra-params',
+    ],
+    [
+      { "token-endpoint": ENDPOINT, "grant-type": "jwt-bearer", "subject-token-type": "x" },
+      "subject-token-type has no use with grant-type jwt-bearer, which sends no subject_token: remove it",
+    ],
+  ];
+  for (const [options, message] of cases) assert.equal(mistake(options), message);
+});

@@ -283,3 +283,175 @@ export function readKubernetes(
       : resolvePath(ca, "kubernetes-ca", "~/.kube/cluster-ca.pem", context),
   };
 }
+
+/** What `azure-client-id` and `azure-tenant-id` hand over, and where the hook checks them. */
+export interface AzureOptions {
+  clientId: string;
+  tenantId: string;
+  /** `azure-authority-host`: Microsoft Entra's, or a sovereign cloud's. */
+  authorityHost: URL;
+  /** Whether `azure-authority-host` was set (then exported as AZURE_AUTHORITY_HOST). */
+  authorityGiven: boolean;
+}
+
+/** The audience of the OIDC token for Azure: what Entra's federated credentials expect. */
+export const AZURE_AUDIENCE = "api://AzureADTokenExchange";
+/** Microsoft Entra ID's global authority. */
+export const AZURE_AUTHORITY_HOST = "https://login.microsoftonline.com";
+/** The scope the hook's check asks for: Azure Resource Manager's. */
+export const AZURE_CHECK_SCOPE = "https://management.azure.com/.default";
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Reads `azure-client-id`, `azure-tenant-id` and `azure-authority-host`. */
+export function readAzure(options: OptionValues): AzureOptions {
+  const clientId = options.variable("AZURE_CLIENT_ID");
+  const tenantId = options.variable("AZURE_TENANT_ID");
+  if (clientId === undefined || tenantId === undefined) {
+    throw new UsageError(
+      `${clientId === undefined ? "azure-tenant-id" : "azure-client-id"} needs ${
+        clientId === undefined ? "azure-client-id" : "azure-tenant-id"
+      }: set both, the application (client) ID and the directory (tenant) ID of the app registration or managed identity`,
+    );
+  }
+  if (!GUID.test(clientId)) {
+    throw new UsageError(
+      `azure-client-id is "${
+        shown(clientId)
+      }", not an application (client) ID: use the GUID the app registration shows, such as 00000000-0000-0000-0000-000000000000`,
+    );
+  }
+  if (!GUID.test(tenantId) && !/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/.test(tenantId)) {
+    throw new UsageError(
+      `azure-tenant-id is "${
+        shown(tenantId)
+      }", not a directory (tenant) ID: use its GUID, or a domain such as contoso.onmicrosoft.com`,
+    );
+  }
+  const host = options.variable("AZURE_AUTHORITY_HOST");
+  let authorityHost: URL;
+  try {
+    authorityHost = parseSingleHostUrl(
+      host ?? AZURE_AUTHORITY_HOST,
+      "azure-authority-host",
+      "no credentials",
+    );
+  } catch (error) {
+    throw new UsageError((error as TypeError).message);
+  }
+  return { clientId, tenantId, authorityHost, authorityGiven: host !== undefined };
+}
+
+/** Entra's token endpoint for a tenant, where the hook checks the federated credential. */
+export function azureTokenUrl(azure: AzureOptions): URL {
+  return new URL(
+    `${azure.authorityHost.href.replace(/\/?$/, "/")}${azure.tenantId}/oauth2/v2.0/token`,
+  );
+}
+
+/** What `vault-addr` logs in to. */
+export interface VaultOptions {
+  addr: URL;
+  role: string;
+  mount: string;
+  namespace: string | undefined;
+}
+
+/** Reads `vault-addr`, `vault-role`, `vault-mount` and `vault-namespace`. */
+export function readVault(options: OptionValues): VaultOptions {
+  let addr: URL;
+  try {
+    addr = parseSingleHostUrl(
+      options.variable("VAULT_ADDR")!,
+      "vault-addr",
+      "no credentials (the OIDC token is the credential)",
+    );
+  } catch (error) {
+    throw new UsageError((error as TypeError).message);
+  }
+  const role = options.variable("VAULT_ROLE");
+  if (role === undefined) {
+    throw new UsageError(
+      "vault-addr needs vault-role: set it to the JWT auth method's role for this pipeline",
+    );
+  }
+  const mount = options.variable("VAULT_MOUNT") ?? "jwt";
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*$/.test(mount)) {
+    throw new UsageError(
+      `vault-mount is "${
+        shown(mount)
+      }", not a mount path: use the JWT auth method's path, such as jwt or buildkite`,
+    );
+  }
+  const namespace = options.variable("VAULT_NAMESPACE");
+  if (
+    namespace !== undefined &&
+    !/^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*\/?$/.test(namespace)
+  ) {
+    throw new UsageError(
+      `vault-namespace is "${
+        shown(namespace)
+      }", not a namespace path: use one such as ci or team/ci`,
+    );
+  }
+  return { addr, role, mount, namespace };
+}
+
+/** What `github-token-scope` asks octo-sts for, and where pre-exit revokes it. */
+export interface GitHubOptions {
+  scope: string;
+  identity: string;
+  octoStsUrl: URL;
+  apiUrl: URL;
+}
+
+/** The audience of the OIDC token for the default octo-sts instance: its domain. */
+export const OCTO_STS_AUDIENCE = "octo-sts.dev";
+
+/**
+ * Reads `github-token-scope`, `github-token-identity`, `octo-sts-url` and `github-api-url`.
+ *
+ * @param options The plugin's options.
+ * @param audienceGiven Whether `audience` is set: another octo-sts instance needs its own.
+ */
+export function readGitHub(options: OptionValues, audienceGiven: boolean): GitHubOptions {
+  const scope = options.variable("GITHUB_TOKEN_SCOPE")!;
+  if (!/^[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:\/[A-Za-z0-9._-]{1,100})?$/.test(scope)) {
+    throw new UsageError(
+      `github-token-scope is "${shown(scope)}": use org/repo, or org for all of its repositories`,
+    );
+  }
+  const identity = options.variable("GITHUB_TOKEN_IDENTITY");
+  if (identity === undefined || !/^[A-Za-z0-9_.-]{1,100}$/.test(identity)) {
+    throw new UsageError(
+      identity === undefined
+        ? "github-token-scope needs github-token-identity: set it to the trust policy's name (.github/chainguard/NAME.sts.yaml)"
+        : `github-token-identity is "${
+          shown(identity)
+        }": use the trust policy's name, such as buildkite-release`,
+    );
+  }
+  const url = (option: string, fallback: string) => {
+    try {
+      return parseSingleHostUrl(
+        options.variable(option.toUpperCase().replaceAll("-", "_")) ?? fallback,
+        option,
+        "no credentials",
+      );
+    } catch (error) {
+      throw new UsageError((error as TypeError).message);
+    }
+  };
+  const octoStsGiven = options.variable("OCTO_STS_URL") !== undefined;
+  if (octoStsGiven && !audienceGiven) {
+    throw new UsageError(
+      "octo-sts-url needs audience: set it to the domain your octo-sts instance expects in the OIDC token's aud",
+    );
+  }
+  return {
+    scope,
+    identity,
+    octoStsUrl: url("octo-sts-url", "https://octo-sts.dev"),
+    apiUrl: url("github-api-url", "https://api.github.com"),
+  };
+}

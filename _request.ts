@@ -1,11 +1,21 @@
-import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPES, USER_AGENT } from "./_constants.ts";
+import {
+  CLIENT_ASSERTION_TYPE_JWT_BEARER,
+  GRANT_TYPE_JWT_BEARER,
+  GRANT_TYPE_TOKEN_EXCHANGE,
+  TOKEN_TYPES,
+  USER_AGENT,
+} from "./_constants.ts";
 import { isAbsoluteUriWithoutFragment, parseSecureUrl } from "./_url.ts";
 
 /**
- * How the client authenticates to the token endpoint (RFC 6749 §2.3.1): `basic` is
- * `client_secret_basic` (HTTP Basic), `post` is `client_secret_post` (in the form body).
+ * How the client authenticates to the token endpoint: `basic` is `client_secret_basic` (HTTP
+ * Basic, RFC 6749 §2.3.1), `post` is `client_secret_post` (in the form body), and `assertion` sends
+ * the subject token itself as a JWT client assertion (RFC 7523 §2.2: `client_assertion_type`,
+ * `client_assertion` and `client_id`), as Microsoft Entra workload identity federation and
+ * Keycloak's federated client authentication take a CI job's OIDC token.
  *
  * @see {@link https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1}
+ * @see {@link https://www.rfc-editor.org/rfc/rfc7523#section-2.2}
  *
  * @example Sending the client secret in the body
  * ```ts
@@ -24,7 +34,35 @@ import { isAbsoluteUriWithoutFragment, parseSecureUrl } from "./_url.ts";
  * assert.deepEqual([body.get("client_id"), body.get("client_secret")], ["ci", "s3cret"]);
  * ```
  */
-export type ClientAuthMethod = "basic" | "post";
+export type ClientAuthMethod = "basic" | "post" | "assertion";
+
+/**
+ * The grant a request makes: `token-exchange` (RFC 8693, the default), `jwt-bearer` (RFC 7523
+ * §2.1: the subject token is the `assertion`, with `scope`, and none of RFC 8693's parameters), or
+ * `client-credentials` (RFC 6749 §4.4: the client's own token, with `scope`; the client
+ * authenticates with a secret or, with `clientAuth: "assertion"`, with the subject token).
+ *
+ * @see {@link https://www.rfc-editor.org/rfc/rfc7523#section-2.1}
+ *
+ * @example The OIDC token as a JWT authorization grant
+ * ```ts
+ * import { buildTokenExchangeRequest, type GrantType } from "@equinixmetal/token-exchange";
+ * import assert from "node:assert/strict";
+ *
+ * const grantType: GrantType = "jwt-bearer";
+ * const { body } = buildTokenExchangeRequest({
+ *   tokenEndpoint: "https://idp.example.com/token",
+ *   subjectToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+ *   grantType,
+ *   scope: "deploy",
+ * });
+ * assert.deepEqual([...body.keys()], ["grant_type", "assertion", "scope"]);
+ * assert.equal(body.get("grant_type"), "urn:ietf:params:oauth:grant-type:jwt-bearer");
+ * ```
+ */
+export type GrantType = "token-exchange" | "jwt-bearer" | "client-credentials";
+
+const GRANT_TYPES: readonly GrantType[] = ["token-exchange", "jwt-bearer", "client-credentials"];
 
 /**
  * The parameters of a token exchange request (RFC 8693 §2.1) and the client's credentials. Each
@@ -55,8 +93,18 @@ export type ClientAuthMethod = "basic" | "post";
 export interface TokenExchangeParameters {
   /** The token endpoint: https, or http to a loopback address. */
   tokenEndpoint: string | URL;
-  /** The token that represents the identity of the party on whose behalf the request is made. */
+  /**
+   * The token that represents the identity of the party on whose behalf the request is made: the
+   * `subject_token`, or with `grantType: "jwt-bearer"` the `assertion`, and with
+   * `clientAuth: "assertion"` the `client_assertion` too.
+   */
   subjectToken: string;
+  /**
+   * The grant: RFC 8693 token exchange, or RFC 7523's JWT bearer grant, or client credentials.
+   *
+   * @default {"token-exchange"}
+   */
+  grantType?: GrantType;
   /**
    * The type of `subjectToken`.
    *
@@ -86,8 +134,9 @@ export interface TokenExchangeParameters {
   /** The client secret; requires `clientId`. */
   clientSecret?: string;
   /**
-   * How `clientSecret` is sent: `basic` (HTTP Basic, each part form-encoded per RFC 6749 §2.3.1)
-   * or `post` (`client_id` and `client_secret` in the body).
+   * How the client authenticates: `clientSecret` as `basic` (HTTP Basic, each part form-encoded
+   * per RFC 6749 §2.3.1) or `post` (`client_id` and `client_secret` in the body), or `assertion`
+   * (the subject token as a JWT client assertion, RFC 7523 §2.2; requires `clientId`, no secret).
    *
    * @default {"basic"}
    */
@@ -133,6 +182,9 @@ export interface TokenExchangeRequest {
 /** The form parameters this client sets itself, which extra parameters may not replace. */
 const RESERVED_PARAMETERS = new Set([
   "grant_type",
+  "assertion",
+  "client_assertion",
+  "client_assertion_type",
   "subject_token",
   "subject_token_type",
   "actor_token",
@@ -179,6 +231,25 @@ export function checkParameters(
   parameters: ExchangeParameters,
   label: ParameterLabel = FIELD_NAMES,
 ): void {
+  const grantType = parameters.grantType ?? "token-exchange";
+  if (!GRANT_TYPES.includes(grantType)) {
+    throw new TypeError(
+      `Cannot use ${label("grantType")} "${grantType}": it must be "${GRANT_TYPES.join('", "')}"`,
+    );
+  }
+  if (grantType !== "token-exchange") {
+    for (const name of ["audience", "requestedTokenType", "actorToken"] as const) {
+      if (list(parameters[name]).length > 0) {
+        throw new TypeError(
+          `Cannot use ${label(name)} with ${
+            label("grantType")
+          } "${grantType}": it is a parameter of RFC 8693 token exchange; drop it, or send it with ${
+            label("extraParameters")
+          }`,
+        );
+      }
+    }
+  }
   requireText(parameters.subjectTokenType ?? TOKEN_TYPES.jwt, label("subjectTokenType"));
   if (parameters.actorToken !== undefined) {
     requireText(parameters.actorToken, label("actorToken"));
@@ -215,12 +286,40 @@ export function checkParameters(
 
 function checkClient(parameters: ExchangeParameters, label: ParameterLabel): void {
   const { clientId, clientSecret, clientAuth = "basic" } = parameters;
-  if (clientAuth !== "basic" && clientAuth !== "post") {
+  if (clientAuth !== "basic" && clientAuth !== "post" && clientAuth !== "assertion") {
     throw new TypeError(
-      `Cannot use ${label("clientAuth")} "${clientAuth}": it must be "basic" or "post"`,
+      `Cannot use ${
+        label("clientAuth")
+      } "${clientAuth}": it must be "basic", "post" or "assertion"`,
     );
   }
   if (clientId !== undefined) requireText(clientId, label("clientId"));
+  if (clientAuth === "assertion") {
+    if (clientId === undefined) {
+      throw new TypeError(
+        `Cannot use ${label("clientAuth")} "assertion" without ${
+          label("clientId")
+        }: the assertion is sent with the client ID it authenticates`,
+      );
+    }
+    if (clientSecret !== undefined) {
+      throw new TypeError(
+        `Cannot use ${label("clientSecret")} with ${
+          label("clientAuth")
+        } "assertion": the subject token is the client's credential; drop the secret`,
+      );
+    }
+  }
+  if (
+    parameters.grantType === "client-credentials" && clientSecret === undefined &&
+    clientAuth !== "assertion"
+  ) {
+    throw new TypeError(
+      `Cannot use ${label("grantType")} "client-credentials" without client authentication: set ${
+        label("clientSecret")
+      }, or ${label("clientAuth")} "assertion"`,
+    );
+  }
   if (clientSecret !== undefined) {
     if (clientId === undefined) {
       throw new TypeError(
@@ -285,16 +384,23 @@ export function buildRequest(parameters: TokenExchangeParameters): RequestParts 
   requireText(parameters.subjectToken, "subjectToken");
   checkParameters(parameters);
 
-  const body = new URLSearchParams({
-    grant_type: GRANT_TYPE_TOKEN_EXCHANGE,
-    subject_token: parameters.subjectToken,
-    subject_token_type: parameters.subjectTokenType ?? TOKEN_TYPES.jwt,
-  });
-  if (parameters.actorToken !== undefined) {
-    body.append("actor_token", parameters.actorToken);
-    body.append("actor_token_type", parameters.actorTokenType!);
+  const grantType = parameters.grantType ?? "token-exchange";
+  const body = new URLSearchParams();
+  if (grantType === "token-exchange") {
+    body.append("grant_type", GRANT_TYPE_TOKEN_EXCHANGE);
+    body.append("subject_token", parameters.subjectToken);
+    body.append("subject_token_type", parameters.subjectTokenType ?? TOKEN_TYPES.jwt);
+    if (parameters.actorToken !== undefined) {
+      body.append("actor_token", parameters.actorToken);
+      body.append("actor_token_type", parameters.actorTokenType!);
+    }
+    for (const audience of list(parameters.audience)) body.append("audience", audience);
+  } else if (grantType === "jwt-bearer") {
+    body.append("grant_type", GRANT_TYPE_JWT_BEARER);
+    body.append("assertion", parameters.subjectToken);
+  } else {
+    body.append("grant_type", "client_credentials");
   }
-  for (const audience of list(parameters.audience)) body.append("audience", audience);
   for (const resource of list(parameters.resource)) body.append("resource", resource);
   const scopes = list(parameters.scope).flatMap((scope) => scope.split(/\s+/)).filter((s) => s);
   if (scopes.length > 0) body.append("scope", scopes.join(" "));
@@ -318,6 +424,10 @@ export function buildRequest(parameters: TokenExchangeParameters): RequestParts 
   } else if (clientSecret !== undefined) {
     body.append("client_id", clientId!);
     body.append("client_secret", clientSecret);
+  } else if (clientAuth === "assertion") {
+    body.append("client_assertion_type", CLIENT_ASSERTION_TYPE_JWT_BEARER);
+    body.append("client_assertion", parameters.subjectToken);
+    body.append("client_id", clientId!);
   } else if (clientId !== undefined) {
     body.append("client_id", clientId);
   }

@@ -115,7 +115,28 @@ Deno.test("buildTokenExchangeRequest() refuses bad arguments with a TypeError", 
     [
       "an unknown client auth",
       { clientId: "c", clientSecret: "s", clientAuth: "jwt" },
-      /"basic" or "post"/,
+      /"basic", "post" or "assertion"/,
+    ],
+    ["an unknown grant type", { grantType: "password" }, /grantType "password": it must be/],
+    [
+      "an assertion without a client ID",
+      { clientAuth: "assertion" },
+      /clientAuth "assertion" without clientId/,
+    ],
+    [
+      "an assertion and a secret",
+      { clientId: "c", clientSecret: "s", clientAuth: "assertion" },
+      /Cannot use clientSecret with clientAuth "assertion"/,
+    ],
+    [
+      "client credentials without client authentication",
+      { grantType: "client-credentials", clientId: "c" },
+      /grantType "client-credentials" without client authentication/,
+    ],
+    [
+      "an RFC 8693 parameter with another grant",
+      { grantType: "jwt-bearer", audience: "api" },
+      /Cannot use audience with grantType "jwt-bearer": it is a parameter of RFC 8693 token exchange/,
     ],
     ["an empty requested type", { requestedTokenType: "" }, /requestedTokenType/],
   ];
@@ -195,4 +216,49 @@ Deno.test("buildTokenExchangeRequest() refuses an extra parameter that would rep
       name,
     );
   }
+});
+
+Deno.test("buildTokenExchangeRequest() makes RFC 7523's grant and client assertion, and client credentials", () => {
+  const subjectToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl";
+  const base = { tokenEndpoint: "https://idp.example.com/token", subjectToken, scope: "deploy" };
+  const form = (parameters: Parameters<typeof buildTokenExchangeRequest>[0]) => {
+    const request = buildTokenExchangeRequest(parameters);
+    return { body: [...request.body], authorization: request.headers.get("authorization") };
+  };
+  assert.deepEqual(form({ ...base, grantType: "jwt-bearer" }), {
+    body: [
+      ["grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+      ["assertion", subjectToken],
+      ["scope", "deploy"],
+    ],
+    authorization: null,
+  });
+  const assertion = [
+    ["client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+    ["client_assertion", subjectToken],
+    ["client_id", "ci"],
+  ];
+  assert.deepEqual(
+    form({ ...base, grantType: "client-credentials", clientId: "ci", clientAuth: "assertion" }),
+    {
+      body: [["grant_type", "client_credentials"], ["scope", "deploy"], ...assertion],
+      authorization: null,
+    },
+  );
+  // An assertion works with every grant: here a token exchange whose client is the job itself.
+  assert.deepEqual(form({ ...base, clientId: "ci", clientAuth: "assertion" }).body, [
+    ["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+    ["subject_token", subjectToken],
+    ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"],
+    ["scope", "deploy"],
+    ...assertion,
+  ]);
+  // Client credentials with a secret send no subject token at all.
+  assert.deepEqual(
+    form({ ...base, grantType: "client-credentials", clientId: "ci", clientSecret: "s3cret" }),
+    {
+      body: [["grant_type", "client_credentials"], ["scope", "deploy"]],
+      authorization: `Basic ${btoa("ci:s3cret")}`,
+    },
+  );
 });

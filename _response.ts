@@ -58,6 +58,8 @@ export interface TokenExchangeResponse {
 export interface ProcessInternals {
   /** How many attempts it took to get this response, for error messages. */
   attempts?: number;
+  /** The answer is to another grant than RFC 8693's, which has no `issued_token_type`. */
+  otherGrant?: boolean;
 }
 
 /**
@@ -236,7 +238,7 @@ export function processResponse(
   if (decoded.kind !== "object") throw notAnObject(response, decoded, meta);
   const json = decoded.object;
   checkAccessToken(json, secrets, meta);
-  return readFields(json, mediaType(response), options.onDebug);
+  return readFields(json, mediaType(response), options.onDebug, options.otherGrant === true);
 }
 
 type Meta = { status: number; attempts: number };
@@ -378,6 +380,7 @@ function readFields(
   json: Record<string, unknown> & { access_token: string },
   type: string | undefined,
   debug: ((line: string) => void) | undefined,
+  otherGrant: boolean,
 ): TokenExchangeResponse {
   if (type !== "application/json" && !type?.endsWith("+json")) {
     debug?.(
@@ -388,7 +391,7 @@ function readFields(
   }
   const issuedTokenType = optionalString(json.issued_token_type);
   const tokenType = optionalString(json.token_type);
-  if (issuedTokenType === undefined) {
+  if (issuedTokenType === undefined && !otherGrant) {
     debug?.(
       `The response has no string "issued_token_type" (RFC 8693 §2.2.1 requires one); continuing`,
     );

@@ -11,6 +11,11 @@
  * - {@linkcode buildTokenExchangeRequest} and {@linkcode processTokenExchangeResponse} are the two
  *   halves of an exchange, for callers that send the request themselves.
  * - {@linkcode decodeJwt} shows what a token claims, without verifying it.
+ * - Beyond RFC 8693: `grantType` (RFC 7523's JWT bearer grant, client credentials) and
+ *   `clientAuth: "assertion"` (RFC 7523 client assertions) in {@linkcode exchangeToken};
+ *   {@linkcode vaultLogin} (HashiCorp Vault, OpenBao), {@linkcode octoStsExchange} (GitHub tokens),
+ *   and {@linkcode revokeToken} (RFC 7009), {@linkcode revokeVaultToken} and
+ *   {@linkcode revokeGitHubToken} for the end of a job.
  *
  * @see {@link https://www.rfc-editor.org/rfc/rfc8693}
  *
@@ -48,8 +53,22 @@ export { exchangeToken, type ExchangeTokenOptions } from "./_exchange.ts";
 export type { HttpOptions } from "./_http.ts";
 export { type DecodedJwt, decodeJwt } from "./_jwt.ts";
 export {
+  octoStsExchange,
+  type OctoStsOptions,
+  revokeGitHubToken,
+  type RevokeGitHubTokenOptions,
+  revokeToken,
+  type RevokeTokenOptions,
+  revokeVaultToken,
+  type RevokeVaultTokenOptions,
+  vaultLogin,
+  type VaultLoginOptions,
+  type VaultToken,
+} from "./_providers.ts";
+export {
   buildTokenExchangeRequest,
   type ClientAuthMethod,
+  type GrantType,
   type TokenExchangeParameters,
   type TokenExchangeRequest,
 } from "./_request.ts";

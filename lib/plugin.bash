@@ -50,16 +50,17 @@ token_exchange_list() {
 
 # token_exchange_agent_args: token_exchange_agent = the arguments of `buildkite-agent oidc
 # request-token`, from the audience, lifetime, claims and aws-session-tags options as they are
-# written (the audience AWS expects by default with aws-role-arn). The engine checks the options,
-# and that these are the arguments they mean.
+# written (by default, the audience AWS, Azure or octo-sts expects in their modes). The engine
+# checks the options, and that these are the arguments they mean.
 token_exchange_agent_args() {
-  local audience buildkite_audience aws value
+  local audience buildkite_audience fallback=buildkite value
   local -a token_exchange_items=()
   token_exchange_option audience AUDIENCE
   token_exchange_option buildkite_audience BUILDKITE_AUDIENCE
-  token_exchange_option aws AWS_ROLE_ARN
-  token_exchange_agent=(oidc request-token --audience "${audience:-${buildkite_audience:-${aws:+sts.amazonaws.com}}}")
-  [[ -n "${token_exchange_agent[3]}" ]] || token_exchange_agent[3]=buildkite
+  [[ -z "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AWS_ROLE_ARN:-}" ]] || fallback=sts.amazonaws.com
+  [[ -z "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AZURE_CLIENT_ID:-}${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AZURE_TENANT_ID:-}" ]] || fallback=api://AzureADTokenExchange
+  [[ -z "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_GITHUB_TOKEN_SCOPE:-}" ]] || fallback=octo-sts.dev
+  token_exchange_agent=(oidc request-token --audience "${audience:-${buildkite_audience:-${fallback}}}")
   token_exchange_option value LIFETIME
   [[ -z "$value" ]] || token_exchange_agent+=(--lifetime "$value")
   token_exchange_list CLAIMS
@@ -75,16 +76,17 @@ token_exchange_agent_args() {
 # that finds nothing clean, the permission is left out and the engine says what is wrong. FILE_DIRS
 # (comma-separated) replaces token-file's directory, for a cleanup.
 token_exchange_engine() {
-  local run="$1" dir="$2" plugin_dir="$3" url host="" secret_env paths file_dir ca_file kubernetes_ca names resolved_binary
+  local run="$1" dir="$2" plugin_dir="$3" name url host="" secret_env paths file_dir ca_file kubernetes_ca names resolved_binary
   local http_url='^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,4}))?([/?#].*)?$'
   if command -v deno >/dev/null 2>&1; then
     token_exchange_cli=(deno run --no-config --no-lock --no-remote --no-prompt)
-    token_exchange_option url TOKEN_ENDPOINT
-    [[ -n "$url" ]] || token_exchange_option url ISSUER
-    # The endpoint's host, and what the AWS and Google tools would call (a mirror's or a region's).
-    for url in "$url" "${TOKEN_EXCHANGE_GOOGLE_IAM_URL:-}" "${AWS_ENDPOINT_URL_STS:-}" "${AWS_ENDPOINT_URL:-}"; do
+    # The endpoints' hosts, and what the AWS and Google tools would call (a mirror's or a region's).
+    for name in "${TOKEN_EXCHANGE_PREFIX}"{TOKEN_ENDPOINT,ISSUER,REVOCATION_ENDPOINT,VAULT_ADDR,OCTO_STS_URL,GITHUB_API_URL,AZURE_AUTHORITY_HOST} TOKEN_EXCHANGE_GOOGLE_IAM_URL AWS_ENDPOINT_URL_STS AWS_ENDPOINT_URL; do
+      url="${!name:-}"
       if [[ "$url" =~ $http_url ]] && ((${BASH_REMATCH[3]:-0} <= 65535)); then host+=",${BASH_REMATCH[1]}${BASH_REMATCH[2]}"; fi
     done
+    [[ -z "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AZURE_CLIENT_ID:-}${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AZURE_TENANT_ID:-}" ]] || host+=",login.microsoftonline.com"
+    [[ -z "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_GITHUB_TOKEN_SCOPE:-}" ]] || host+=",octo-sts.dev,api.github.com"
     if [[ -n "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AWS_ROLE_ARN:-}" ]]; then
       host+=",sts.amazonaws.com"
       for url in "${BUILDKITE_PLUGIN_TOKEN_EXCHANGE_AWS_REGION:-}" "${AWS_REGION:-}" "${AWS_DEFAULT_REGION:-}"; do
@@ -292,6 +294,8 @@ token_exchange_sweep() {
     for entry in "$stale"/*; do
       [[ -d "$entry" && ! -L "$entry" ]] || continue
       token_exchange_stop_refresher "$entry"
+      # Another job's token: its options (and so where to revoke it) are not this job's.
+      rm -f "${entry}/revoke.json"
       token_exchange_remove_entry "$1" "$entry"
     done
     rm -rf "$stale"

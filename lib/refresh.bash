@@ -98,13 +98,13 @@ token_exchange_group_running() {
   return 1
 }
 
-# token_exchange_remove_entry PLUGIN_DIR ENTRY: removes what the entry made: its files outside its
-# directory (by the engine, which removes each only if it is still the file this job made), then
-# the directory.
+# token_exchange_remove_entry PLUGIN_DIR ENTRY: revokes the entry's token (revoke) and removes what
+# the entry made: its files outside its directory (by the engine, which removes each only if it is
+# still the file this job made), then the directory.
 token_exchange_remove_entry() {
   local plugin_dir="$1" entry="$2" dirs="" line
-  if [[ -f "${entry}/external-dirs" && ! -L "${entry}/external-dirs" ]]; then
-    while IFS= read -r line; do dirs+="${dirs:+,}${line}"; done <"${entry}/external-dirs"
+  if [[ -f "${entry}/external-dirs" || -f "${entry}/revoke.json" ]]; then
+    [[ ! -f "${entry}/external-dirs" || -L "${entry}/external-dirs" ]] || while IFS= read -r line; do dirs+="${dirs:+,}${line}"; done <"${entry}/external-dirs"
     # shellcheck disable=SC2034 # token_exchange_engine sets and reads these
     local -a token_exchange_cli=() token_exchange_agent=()
     if token_exchange_engine cleanup "$entry" "$plugin_dir" "$dirs"; then

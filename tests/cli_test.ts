@@ -108,6 +108,41 @@ Deno.test("cli.ts --format kubernetes prints one ExecCredential in the apiVersio
   assert.equal(server.requests.length, 1);
 });
 
+Deno.test("cli.ts --grant-type jwt-bearer --client-auth assertion sends the OIDC token as RFC 7523's assertion and client assertion", async () => {
+  await using server = startTokenEndpoint(issued);
+  const result = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--grant-type",
+    "jwt-bearer",
+    "--client-auth",
+    "assertion",
+    "--client-id",
+    "ci",
+    "--scope",
+    "deploy",
+  ]);
+  assert.deepEqual([result.code, result.stdout, result.stderr], [0, `${ISSUED_TOKEN}\n`, ""]);
+  assert.deepEqual(server.requests[0]!.form, [
+    ["grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+    ["assertion", SUBJECT_TOKEN],
+    ["scope", "deploy"],
+    ["client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+    ["client_assertion", SUBJECT_TOKEN],
+    ["client_id", "ci"],
+  ]);
+  const refused = await runCli([
+    "--token-endpoint",
+    server.url,
+    "--grant-type",
+    "client-credentials",
+  ]);
+  assert.deepEqual([refused.code, refused.stderr], [
+    2,
+    'token-exchange: Cannot use --grant-type "client-credentials" without client authentication: set --client-secret-env, or --client-auth "assertion"\n',
+  ]);
+});
+
 Deno.test("cli.ts reads the subject token from stdin instead of the agent", async () => {
   await using server = startTokenEndpoint(issued);
   const result = await runCli(["--token-endpoint", server.url, "--subject-token-file", "-"], {

@@ -41,7 +41,7 @@ Deno.test("deno task try turns a pipeline.yml's options into what to source, and
         "    command: ./deploy.sh",
         "    plugins:",
         "      - docker#v5.9.0: { image: alpine }",
-        "      - equinixmetal-buildkite/token-exchange#v2.0.0:",
+        "      - equinixmetal-buildkite/token-exchange#v2.1.0:",
         "          token-endpoint: https://sts.example.com/oauth2/token",
         "          audience: sts.example.com",
         "          target-audience: [https://api.example.com, https://artifacts.example.com]",

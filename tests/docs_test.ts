@@ -48,6 +48,7 @@ const OPTIONS: Record<string, string> = {
   "client-id": "",
   "client-secret-env": "",
   "client-auth": "basic",
+  "grant-type": "token-exchange",
   "env-var": "FEDERATED_ACCESS_TOKEN",
   "token-file": "",
   timeout: "10",
@@ -69,6 +70,19 @@ const OPTIONS: Record<string, string> = {
   "aws-credentials": "web-identity",
   "kubernetes-server": "",
   "kubernetes-ca": "",
+  "azure-client-id": "",
+  "azure-tenant-id": "",
+  "azure-authority-host": "https://login.microsoftonline.com",
+  "vault-addr": "",
+  "vault-role": "",
+  "vault-mount": "jwt",
+  "vault-namespace": "",
+  "github-token-scope": "",
+  "github-token-identity": "",
+  "octo-sts-url": "https://octo-sts.dev",
+  "github-api-url": "https://api.github.com",
+  revoke: "true",
+  "revocation-endpoint": "",
 };
 /** Options only the hooks use, which the CLI has no flag for. */
 const HOOK_ONLY = [
@@ -90,6 +104,19 @@ const HOOK_ONLY = [
   "aws-credentials",
   "kubernetes-server",
   "kubernetes-ca",
+  "azure-client-id",
+  "azure-tenant-id",
+  "azure-authority-host",
+  "vault-addr",
+  "vault-role",
+  "vault-mount",
+  "vault-namespace",
+  "github-token-scope",
+  "github-token-identity",
+  "octo-sts-url",
+  "github-api-url",
+  "revoke",
+  "revocation-endpoint",
 ];
 
 /** A link to a file of this repository as a path from its root (and anchor), or undefined. */
@@ -105,7 +132,7 @@ function localTarget(from: string, target: string): { path: string; anchor?: str
   return { path, anchor };
 }
 
-Deno.test("plugin.yml declares exactly the plugin's options, closed, with token-endpoint, issuer, aws-role-arn or google-credentials required", () => {
+Deno.test("plugin.yml declares exactly the plugin's options, closed, with an endpoint or a mode's option required", () => {
   assert.deepEqual(Object.keys(SCHEMA.properties).sort(), Object.keys(OPTIONS).sort());
   assert.equal(SCHEMA.additionalProperties, false);
   assert.deepEqual(SCHEMA.anyOf, [
@@ -113,8 +140,16 @@ Deno.test("plugin.yml declares exactly the plugin's options, closed, with token-
     { required: ["issuer"] },
     { required: ["aws-role-arn"] },
     { required: ["google-credentials"] },
+    { required: ["azure-client-id"] },
+    { required: ["vault-addr"] },
+    { required: ["github-token-scope"] },
   ]);
-  assert.deepEqual(SCHEMA.properties["client-auth"].enum, ["basic", "post"]);
+  assert.deepEqual(SCHEMA.properties["client-auth"].enum, ["basic", "post", "assertion"]);
+  assert.deepEqual(SCHEMA.properties["grant-type"].enum, [
+    "token-exchange",
+    "jwt-bearer",
+    "client-credentials",
+  ]);
   assert.deepEqual(SCHEMA.properties.hook.enum, ["environment", "pre-command"]);
   for (const name of ["redact", "debug"]) assert.equal(SCHEMA.properties[name].type, "boolean");
   assert.deepEqual(SCHEMA.properties["token-file"].type, ["boolean", "string"]);

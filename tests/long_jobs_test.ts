@@ -12,6 +12,8 @@ import { type AwsStandIn, ROLE_SESSION_NAME, runAwsClient, startAwsStandIn } fro
 import { type GoogleStandIns, runGoogleClient, startGoogleStandIns } from "./_google.ts";
 import { mintedTokens } from "./_refresh_agent.ts";
 import { decodeJwt } from "../_jwt.ts";
+import { CLIENT_ID, startServices, TENANT } from "./_services.ts";
+import { TEST_CERT } from "./_tls.ts";
 import { oauthError, startTokenEndpoint, tokenResponse } from "./_token_endpoint.ts";
 
 export const REFRESH_BIN = `${PLUGIN_DIR}/tests/bin-refresh`;
@@ -697,5 +699,31 @@ Deno.test("a renewal the endpoint refuses: pre-exit shows the endpoint's error a
     status ?? "",
     /^The token refresher \(env-var FEDERATED_ACCESS_TOKEN\) renewed nothing/,
   );
+  assert.deepEqual(await listTree(job.tmp), []);
+});
+
+Deno.test("refresh: true keeps Azure's AZURE_FEDERATED_TOKEN_FILE fresh, which the Azure SDKs read again", async () => {
+  await using job = await longJob();
+  await using services = startServices();
+  const ca = `${job.work}/ca.pem`;
+  await Deno.writeTextFile(ca, TEST_CERT);
+  const options = {
+    "azure-client-id": CLIENT_ID,
+    "azure-tenant-id": TENANT,
+    "azure-authority-host": services.origin,
+    "ca-file": ca,
+    refresh: true,
+  };
+  const env = { ...job.env, STANDIN_OIDC_LIFETIME: "2" };
+  const result = await runHooks(["environment"], { options, env, path: refreshPath() });
+  assert.equal(result.code, 0, result.stderr);
+  const file = result.exported["AZURE_FEDERATED_TOKEN_FILE"]!;
+  assert.equal(result.exported["ARM_OIDC_TOKEN_FILE_PATH"], file);
+  const first = await Deno.readTextFile(file);
+  const second = await renewed(file, first);
+  assert.equal(decodeJwt(second)?.claims.aud, "api://AzureADTokenExchange");
+  // The hook checked the credential once; renewals only renew the file.
+  assert.equal(services.requests.length, 1);
+  await runHooks(["pre-exit"], { options, env, path: refreshPath() });
   assert.deepEqual(await listTree(job.tmp), []);
 });

@@ -57,6 +57,9 @@ Deno.test("docs/recipes.md has a recipe for each provider and shows how to use t
     "AWS",
     "Google Cloud Workload Identity Federation",
     "Kubernetes",
+    "Azure",
+    "Vault",
+    "GitHub",
     "Dex",
     "Keycloak",
     "Okta",
@@ -84,6 +87,12 @@ Deno.test("docs/recipes.md has a recipe for each provider and shows how to use t
       "StringLike",
       "kubernetes-server:",
       "ca-file:",
+      "api://AzureADTokenExchange",
+      "azure-client-id:",
+      "bound_claims",
+      "vault-role:",
+      "subject_pattern",
+      "github-token-scope:",
       "FEDERATED_ACCESS_TOKEN_FILE",
     ]
   ) {
