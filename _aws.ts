@@ -7,7 +7,7 @@ import { USER_AGENT } from "./_constants.ts";
 import { HttpStatusError, InvalidResponseError } from "./_errors.ts";
 import { type HttpInternals, type HttpOptions, sendWithRetries } from "./_http.ts";
 import { summarise } from "./_redact.ts";
-import { tokenProblem } from "./_response.ts";
+import { issuedTokenProblem } from "./_response.ts";
 
 /** What the hook asks AWS STS for. */
 export interface AssumeRoleRequest {
@@ -164,7 +164,7 @@ export async function assumeRoleWithWebIdentity(
       ["SecretAccessKey", credentials.secretAccessKey],
       ["SessionToken", credentials.sessionToken],
     ] as const).map(([name, value]) => {
-      const why = value.length < 16 ? "is too short to be one" : tokenProblem(value);
+      const why = issuedTokenProblem(value);
       return why === undefined ? undefined : `with a ${name} that ${why}`;
     }).find((why) => why !== undefined);
   if (problem !== undefined || credentials === undefined) {

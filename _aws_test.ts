@@ -112,7 +112,7 @@ Deno.test("assumeRoleWithWebIdentity() refuses a 200 that does not hold usable c
     ],
     [
       credentials({ SecretAccessKey: "short" }),
-      "AWS STS answered HTTP 200 with a SecretAccessKey that is too short to be one",
+      "AWS STS answered HTTP 200 with a SecretAccessKey that is 5 characters long, fewer than the 16 a token needs to be masked in logs without masking ordinary words",
     ],
     [
       credentials({ SessionToken: "token-with-a-\u0007-bell-in-it-0123" }),

@@ -6,7 +6,7 @@ import {
 } from "./_http.ts";
 import { MASK } from "./_redact.ts";
 import { buildRequest, type TokenExchangeParameters } from "./_request.ts";
-import { processResponse, type TokenExchangeResponse } from "./_response.ts";
+import { type ProcessInternals, processResponse, type TokenExchangeResponse } from "./_response.ts";
 
 /**
  * Options for {@linkcode exchangeToken}: the request parameters and how to send it.
@@ -113,7 +113,7 @@ export function exchangeToken(options: ExchangeTokenOptions): Promise<TokenExcha
 
 /** {@linkcode exchangeToken} with the hooks tests use to control time. */
 export async function exchange(
-  options: ExchangeTokenOptions & HttpInternals,
+  options: ExchangeTokenOptions & HttpInternals & Pick<ProcessInternals, "refusal">,
 ): Promise<TokenExchangeResponse> {
   const request = buildRequest(options);
   checkHttpOptions(options);
@@ -141,5 +141,6 @@ export async function exchange(
     onDebug: debug,
     attempts,
     otherGrant: (options.grantType ?? "token-exchange") !== "token-exchange",
+    refusal: options.refusal,
   });
 }

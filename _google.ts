@@ -4,11 +4,12 @@
 // fails it in the hook, with Google's own message. Web-standard APIs only.
 
 import { TOKEN_TYPES, USER_AGENT } from "./_constants.ts";
-import { HttpStatusError, InvalidResponseError, OAuthError } from "./_errors.ts";
+import { HttpStatusError, InvalidResponseError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
 import { type HttpInternals, type HttpOptions, sendWithRetries } from "./_http.ts";
 import type { GoogleOptions } from "./_plugin_providers.ts";
 import { summarise } from "./_redact.ts";
+import { issuedTokenProblem } from "./_response.ts";
 
 /** The scope Google's tools ask for with an external_account file. */
 export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
@@ -28,27 +29,20 @@ export async function checkGoogle(
   subjectToken: string,
   http: HttpOptions & HttpInternals = {},
 ): Promise<void> {
-  let accessToken: string;
-  try {
-    ({ accessToken } = await exchange({
-      ...http,
-      tokenEndpoint: google.tokenUrl,
-      subjectToken,
-      subjectTokenType: google.subjectTokenType,
-      audience: google.audience,
-      scope: CLOUD_PLATFORM_SCOPE,
-      requestedTokenType: TOKEN_TYPES.accessToken,
-    }));
-  } catch (error) {
-    if (!(error instanceof OAuthError)) throw error;
-    throw new OAuthError(
-      `Google's STS refused the OIDC token for ${google.audience}: ${
-        error.message.replace(/^Token endpoint refused the exchange: /, "")
-      }; check that the provider's issuer, allowed audiences and attribute condition accept the token's iss, sub and aud below`,
-      error.status,
-      error,
-    );
-  }
+  const { accessToken } = await exchange({
+    ...http,
+    tokenEndpoint: google.tokenUrl,
+    subjectToken,
+    subjectTokenType: google.subjectTokenType,
+    audience: google.audience,
+    scope: CLOUD_PLATFORM_SCOPE,
+    requestedTokenType: TOKEN_TYPES.accessToken,
+    refusal: {
+      who: `Google's STS refused the OIDC token for ${google.audience}`,
+      hint:
+        "; check that the provider's issuer, allowed audiences and attribute condition accept the token's iss, sub and aud below",
+    },
+  });
   if (google.serviceAccount !== undefined) {
     await impersonate(google, accessToken, [subjectToken, accessToken], http);
   }
@@ -95,7 +89,7 @@ async function impersonate(
   const meta = { status: response.status, attempts };
   if (response.status === 200) {
     const token = (body as { accessToken?: unknown } | undefined)?.accessToken;
-    if (typeof token !== "string" || token.length < 16) {
+    if (typeof token !== "string" || issuedTokenProblem(token) !== undefined) {
       throw new InvalidResponseError(
         "Google IAM answered HTTP 200 without the access token generateAccessToken returns",
         meta,

@@ -6,7 +6,6 @@
 import { assumeRoleWithWebIdentity, type AwsCredentials } from "./_aws.ts";
 import { exchangeFor, type Session } from "./_cli_exchange.ts";
 import type { Env } from "./_cli_flags.ts";
-import { OAuthError } from "./_errors.ts";
 import { exchange } from "./_exchange.ts";
 import { checkGoogle } from "./_google.ts";
 import { AWS_PROFILE } from "./_handover.ts";
@@ -219,26 +218,21 @@ export async function ask(
  * token as the client assertion that Azure's tools will make (for Azure Resource Manager's scope).
  */
 async function checkAzure(azure: AzureOptions, subjectToken: string, session: Session) {
-  try {
-    await exchange({
-      ...session.http,
-      tokenEndpoint: azureTokenUrl(azure),
-      subjectToken,
-      grantType: "client-credentials",
-      clientAuth: "assertion",
-      clientId: azure.clientId,
-      scope: AZURE_CHECK_SCOPE,
-    });
-  } catch (error) {
-    if (!(error instanceof OAuthError)) throw error;
-    throw new OAuthError(
-      `Microsoft Entra refused the OIDC token for client ${azure.clientId} in tenant ${azure.tenantId}: ${
-        error.message.replace(/^Token endpoint refused the exchange: /, "")
-      }; check the federated credential: its issuer, subject and audience must be the token's iss, sub and aud below`,
-      error.status,
-      error,
-    );
-  }
+  await exchange({
+    ...session.http,
+    tokenEndpoint: azureTokenUrl(azure),
+    subjectToken,
+    grantType: "client-credentials",
+    clientAuth: "assertion",
+    clientId: azure.clientId,
+    scope: AZURE_CHECK_SCOPE,
+    refusal: {
+      who:
+        `Microsoft Entra refused the OIDC token for client ${azure.clientId} in tenant ${azure.tenantId}`,
+      hint:
+        "; check the federated credential: its issuer, subject and audience must be the token's iss, sub and aud below",
+    },
+  });
 }
 
 /** An RFC 3339 time in UTC, to the second. */

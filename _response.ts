@@ -60,6 +60,18 @@ export interface ProcessInternals {
   attempts?: number;
   /** The answer is to another grant than RFC 8693's, which has no `issued_token_type`. */
   otherGrant?: boolean;
+  /**
+   * How an OAuth error names who refused, and what to check after it: the plugin's one check of a
+   * provider names the provider ("Google's STS refused the OIDC token for …") rather than the
+   * token endpoint.
+   */
+  refusal?: Refusal;
+}
+
+/** Who refused, and what to check, for an OAuth error's message. */
+export interface Refusal {
+  who: string;
+  hint: string;
 }
 
 /**
@@ -142,6 +154,20 @@ export function tokenProblem(token: string): string | undefined {
   return undefined;
 }
 
+/**
+ * What is wrong with a token the plugin exports or uses as a credential, or `undefined`: the rules
+ * of {@linkcode tokenProblem}, and at least {@linkcode MIN_TOKEN_LENGTH} characters (a shorter one
+ * could not be masked in a job's log). The answer never quotes the token.
+ *
+ * @param token The token.
+ * @returns Which rule the token breaks, or `undefined`.
+ */
+export function issuedTokenProblem(token: string): string | undefined {
+  return token.length < MIN_TOKEN_LENGTH
+    ? `is ${token.length} characters long, fewer than the ${MIN_TOKEN_LENGTH} a token needs to be masked in logs without masking ordinary words`
+    : tokenProblem(token);
+}
+
 /** Identifiers are shown as field names; anything else in a key position only counted. */
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,39}$/;
 
@@ -159,6 +185,7 @@ function toOAuthError(
   body: Record<string, unknown>,
   meta: { status: number; attempts: number },
   secrets: readonly string[],
+  refusal: Refusal | undefined,
 ): OAuthError | undefined {
   const { status } = meta;
   if (typeof body.error !== "string" || body.error === "") return undefined;
@@ -167,8 +194,10 @@ function toOAuthError(
     ? summarise(body.error_description, secrets, 500)
     : undefined;
   const uri = typeof body.error_uri === "string" ? summarise(body.error_uri, secrets) : undefined;
-  const message = `${WHAT} refused the exchange: HTTP ${status}, error "${error}"` +
-    (description ? `: "${description}"` : "") + (uri ? ` (see ${uri})` : "");
+  const message =
+    `${refusal?.who ?? `${WHAT} refused the exchange`}: HTTP ${status}, error "${error}"` +
+    (description ? `: "${description}"` : "") + (uri ? ` (see ${uri})` : "") +
+    (refusal?.hint ?? "");
   return new OAuthError(
     message,
     status,
@@ -234,10 +263,12 @@ export function processResponse(
   const meta = { status: response.status, attempts: options.attempts ?? 1 };
   if (isRedirect(response)) throw redirectError(response, secrets, meta);
   const decoded = decodeJson(response.body);
-  if (response.status !== 200) throw statusError(response, decoded, secrets, meta);
+  if (response.status !== 200) {
+    throw statusError(response, decoded, secrets, meta, options.refusal);
+  }
   if (decoded.kind !== "object") throw notAnObject(response, decoded, meta);
   const json = decoded.object;
-  checkAccessToken(json, secrets, meta);
+  checkAccessToken(json, secrets, meta, options.refusal);
   return readFields(json, mediaType(response), options.onDebug, options.otherGrant === true);
 }
 
@@ -266,10 +297,11 @@ function statusError(
   decoded: DecodedJson,
   secrets: readonly string[],
   meta: Meta,
+  refusal: Refusal | undefined,
 ): Error {
   const { status } = response;
   const oauthError = decoded.kind === "object"
-    ? toOAuthError(decoded.object, meta, secrets)
+    ? toOAuthError(decoded.object, meta, secrets, refusal)
     : undefined;
   if (oauthError) return oauthError;
   if (status >= 200 && status < 300) {
@@ -338,9 +370,10 @@ function checkAccessToken(
   json: Record<string, unknown>,
   secrets: readonly string[],
   meta: Meta,
+  refusal: Refusal | undefined,
 ): asserts json is Record<string, unknown> & { access_token: string } {
   if (json.access_token === undefined || json.access_token === null) {
-    const oauthError = toOAuthError(json, meta, secrets);
+    const oauthError = toOAuthError(json, meta, secrets, refusal);
     if (oauthError) throw oauthError;
     const keys = Object.keys(json);
     const names = keys.filter((key) => FIELD_NAME.test(key));
@@ -364,9 +397,7 @@ function checkAccessToken(
   if (json.access_token.trim() === "") {
     throw new InvalidResponseError(`${WHAT} answered HTTP 200 with an empty "access_token"`, meta);
   }
-  const problem = json.access_token.length < MIN_TOKEN_LENGTH
-    ? `is ${json.access_token.length} characters long, fewer than the ${MIN_TOKEN_LENGTH} a token needs to be masked in logs without masking ordinary words`
-    : tokenProblem(json.access_token);
+  const problem = issuedTokenProblem(json.access_token);
   if (problem !== undefined) {
     throw new InvalidResponseError(
       `${WHAT} answered HTTP 200 with an "access_token" that ${problem}`,
