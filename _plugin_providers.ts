@@ -6,6 +6,7 @@ import { type Env, type OptionValues, UsageError } from "./_cli_flags.ts";
 import { TOKEN_TYPES } from "./_constants.ts";
 import { awsSessionName } from "./_handover.ts";
 import { type PluginContext, resolvePath, shown } from "./_plugin_values.ts";
+import { GITHUB_SCOPE, OCTO_STS_IDENTITY, VAULT_MOUNT, VAULT_NAMESPACE } from "./_providers.ts";
 import { parseSecureUrl, parseSingleHostUrl } from "./_url.ts";
 
 /** How the AWS tools get the role's credentials (`aws-credentials`). */
@@ -376,7 +377,7 @@ export function readVault(options: OptionValues): VaultOptions {
     );
   }
   const mount = options.variable("VAULT_MOUNT") ?? "jwt";
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*$/.test(mount)) {
+  if (!VAULT_MOUNT.test(mount)) {
     throw new UsageError(
       `vault-mount is "${
         shown(mount)
@@ -386,7 +387,7 @@ export function readVault(options: OptionValues): VaultOptions {
   const namespace = options.variable("VAULT_NAMESPACE");
   if (
     namespace !== undefined &&
-    !/^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*\/?$/.test(namespace)
+    !VAULT_NAMESPACE.test(namespace)
   ) {
     throw new UsageError(
       `vault-namespace is "${
@@ -416,13 +417,13 @@ export const OCTO_STS_AUDIENCE = "octo-sts.dev";
  */
 export function readGitHub(options: OptionValues, audienceGiven: boolean): GitHubOptions {
   const scope = options.variable("GITHUB_TOKEN_SCOPE")!;
-  if (!/^[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:\/[A-Za-z0-9._-]{1,100})?$/.test(scope)) {
+  if (!GITHUB_SCOPE.test(scope)) {
     throw new UsageError(
       `github-token-scope is "${shown(scope)}": use org/repo, or org for all of its repositories`,
     );
   }
   const identity = options.variable("GITHUB_TOKEN_IDENTITY");
-  if (identity === undefined || !/^[A-Za-z0-9_.-]{1,100}$/.test(identity)) {
+  if (identity === undefined || !OCTO_STS_IDENTITY.test(identity)) {
     throw new UsageError(
       identity === undefined
         ? "github-token-scope needs github-token-identity: set it to the trust policy's name (.github/chainguard/NAME.sts.yaml)"

@@ -16,7 +16,7 @@ import {
 import { decodeJson, isJsonObject } from "./_json.ts";
 import { summarise } from "./_redact.ts";
 import { type ClientAuthMethod, formEncode } from "./_request.ts";
-import { MIN_TOKEN_LENGTH, tokenProblem } from "./_response.ts";
+import { issuedTokenProblem } from "./_response.ts";
 import { parseSecureUrl } from "./_url.ts";
 
 /**
@@ -72,9 +72,9 @@ export interface VaultToken {
 }
 
 /** A Vault mount path: segments of letters, digits, `_`, `.` and `-`, none of them `.` or `..`. */
-const MOUNT = /^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*$/;
+export const VAULT_MOUNT = /^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*$/;
 /** A namespace path, as `X-Vault-Namespace` carries it. */
-const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*\/?$/;
+export const VAULT_NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*)*\/?$/;
 
 /** Vault's URL for PATH (without a leading slash), checked to be safe to send a token to. */
 function vaultUrl(vaultAddr: string | URL, path: string): URL {
@@ -83,7 +83,7 @@ function vaultUrl(vaultAddr: string | URL, path: string): URL {
 }
 
 function vaultHeaders(namespace: string | undefined): Record<string, string> {
-  if (namespace !== undefined && !NAMESPACE.test(namespace)) {
+  if (namespace !== undefined && !VAULT_NAMESPACE.test(namespace)) {
     throw new TypeError(
       `Cannot use namespace "${summarise(namespace, [], 100)}": use a path such as ci or team/ci`,
     );
@@ -139,7 +139,7 @@ export async function loginToVault(
   options: VaultLoginOptions & HttpInternals,
 ): Promise<VaultToken> {
   const mount = options.mount ?? "jwt";
-  if (!MOUNT.test(mount)) {
+  if (!VAULT_MOUNT.test(mount)) {
     throw new TypeError(
       `Cannot use mount "${summarise(mount, [], 100)}": use the auth method's path, such as jwt`,
     );
@@ -176,11 +176,10 @@ export async function loginToVault(
   const decoded = decodeJson(response.body);
   const auth = decoded.kind === "object" ? decoded.object.auth : undefined;
   const clientToken = isJsonObject(auth) ? auth.client_token : undefined;
+  const why = typeof clientToken === "string" ? issuedTokenProblem(clientToken) : undefined;
   const problem = typeof clientToken !== "string"
     ? "without auth.client_token"
-    : clientToken.length < MIN_TOKEN_LENGTH
-    ? "with an auth.client_token too short to be one"
-    : tokenProblem(clientToken) && `with an auth.client_token that ${tokenProblem(clientToken)}`;
+    : why && `with an auth.client_token that ${why}`;
   if (problem) throw new InvalidResponseError(`Vault answered HTTP 200 ${problem}`, meta);
   const lease = (auth as Record<string, unknown>).lease_duration;
   return {
@@ -224,8 +223,10 @@ export const OCTO_STS_URL = "https://octo-sts.dev";
 /** The default GitHub API. */
 export const GITHUB_API_URL = "https://api.github.com";
 
-const GITHUB_SCOPE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\/[A-Za-z0-9._-]{1,100})?$/;
-const IDENTITY = /^[A-Za-z0-9_.-]{1,100}$/;
+/** octo-sts's `scope`: `org/repo`, or `org`. */
+export const GITHUB_SCOPE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\/[A-Za-z0-9._-]{1,100})?$/;
+/** octo-sts's `identity`: a trust policy's name. */
+export const OCTO_STS_IDENTITY = /^[A-Za-z0-9_.-]{1,100}$/;
 
 /**
  * Trades the OIDC token for a GitHub token through octo-sts:
@@ -263,7 +264,7 @@ export async function exchangeAtOctoSts(
       `Cannot use scope "${summarise(options.scope, [], 100)}": use org/repo, or org`,
     );
   }
-  if (!IDENTITY.test(options.identity)) {
+  if (!OCTO_STS_IDENTITY.test(options.identity)) {
     throw new TypeError(
       `Cannot use identity "${
         summarise(options.identity, [], 100)
@@ -310,11 +311,8 @@ export async function exchangeAtOctoSts(
     );
   }
   const token = object?.token;
-  const problem = typeof token !== "string"
-    ? "without a token"
-    : token.length < MIN_TOKEN_LENGTH
-    ? "with a token too short to be one"
-    : tokenProblem(token) && `with a token that ${tokenProblem(token)}`;
+  const why = typeof token === "string" ? issuedTokenProblem(token) : undefined;
+  const problem = typeof token !== "string" ? "without a token" : why && `with a token that ${why}`;
   if (problem) throw new InvalidResponseError(`octo-sts answered HTTP 200 ${problem}`, meta);
   return { token: token as string };
 }

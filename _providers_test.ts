@@ -81,7 +81,7 @@ Deno.test("loginToVault() shows Vault's errors, masked, and refuses a token that
   assert.ok(empty instanceof InvalidResponseError);
   assert.equal(
     empty.message,
-    "Vault answered HTTP 200 with an auth.client_token too short to be one",
+    "Vault answered HTTP 200 with an auth.client_token that is 5 characters long, fewer than the 16 a token needs to be masked in logs without masking ordinary words",
   );
   await assert.rejects(
     loginToVault({ vaultAddr: "http://vault.example.com", role: "r", jwt: JWT }),
