@@ -224,6 +224,8 @@ function jobTimeout(): number | undefined {
 interface Written {
   tokenPath: string | undefined;
   files: FileRecord[];
+  /** Why pre-exit will not revoke the token that `revoke` asks it to, if it will not. */
+  revokeWarning?: string;
 }
 
 /**
@@ -266,7 +268,7 @@ function writeFiles(
       );
     }
   }
-  const { record } = revokeRecord(config, tokens);
+  const { record, warning: revokeWarning } = revokeRecord(config, tokens);
   if (record !== undefined) writePrivateFile(`${dir}/${REVOKE_FILE}`, JSON.stringify(record));
   if (records !== undefined) return { tokenPath, files };
   if (config.google !== undefined) {
@@ -289,7 +291,7 @@ function writeFiles(
       kubeconfig(config.kubernetes.server, kubernetesCa, tokenPath!),
     );
   }
-  return { tokenPath, files };
+  return { tokenPath, files, revokeWarning };
 }
 
 /** Hands the tokens just obtained to the redactor, the issued ones first. */
@@ -385,8 +387,7 @@ async function hook(invocation: Invocation): Promise<number> {
     const { lines, unset } = checked(config, entry, tokens, env);
     for (const name of unset) hooks.line("drop", name);
     for (const line of lines) hooks.line("say", line);
-    const revocation = revokeRecord(config, tokens);
-    if (revocation.warning !== undefined) hooks.line("warn", revocation.warning);
+    if (written.revokeWarning !== undefined) hooks.line("warn", written.revokeWarning);
     hooks.line("say", summary);
     hooks.line("ok");
     return 0;

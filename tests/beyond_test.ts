@@ -347,3 +347,38 @@ Deno.test("revoke: pre-exit revokes an exchange's token at revocation-endpoint (
     "🚨 Configuration error: revoke needs revocation-endpoint (RFC 7009), or issuer, whose metadata names it: set revocation-endpoint\n",
   );
 });
+
+Deno.test("revoke with issuer: pre-exit revokes at the revocation_endpoint the metadata names, and says so when it names none", async () => {
+  let named = true;
+  const revoked: string[] = [];
+  await using server = startTokenEndpoint((request) => {
+    if (request.path === "/.well-known/openid-configuration") {
+      return Response.json({
+        issuer: server.origin,
+        token_endpoint: `${server.origin}/token`,
+        ...(named && { revocation_endpoint: `${server.origin}/revoke` }),
+      });
+    }
+    if (request.path === "/revoke") {
+      revoked.push(new URLSearchParams(request.body).get("token") ?? "");
+      return new Response(null, { status: 200 });
+    }
+    return tokenResponse({ access_token: ISSUED_TOKEN });
+  });
+  await using work = await workDir();
+  const options = { issuer: server.origin, revoke: true };
+  const env = { TMPDIR: work.path };
+  const result = await runHooks(["environment"], { options, env });
+  assert.deepEqual([result.code, result.stderr], [0, ""]);
+  const ended = await runHooks(["pre-exit"], { options, env });
+  assert.deepEqual([ended.code, ended.stderr, revoked], [0, "", [ISSUED_TOKEN]]);
+
+  named = false;
+  const unnamed = await runHooks(["environment", "pre-exit"], { options, env });
+  assert.equal(unnamed.code, 0);
+  assert.equal(
+    unnamed.stderr,
+    "⚠️ revoke: the issuer's metadata names no revocation_endpoint on its host, so the token will not be revoked when the job ends: set revocation-endpoint\n",
+  );
+  assert.deepEqual(revoked, [ISSUED_TOKEN]);
+});
